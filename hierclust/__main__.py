@@ -1,0 +1,3 @@
+from hierclust.cli import main
+
+main()

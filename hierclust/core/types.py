@@ -1,0 +1,202 @@
+"""The vocabulary between the protocol core and whatever drives it (simulator or asyncio runtime).
+
+Theory of operation
+-------------------
+A :class:`~hierclust.core.node.Node` never performs I/O. The driver feeds it one *input* at a time
+with the current time, ``node.step(now_ns, input)``, and carries out the *effects* it returns, in
+order. Ordering is a contract: a :class:`Persist` must be durable before any later effect of the
+same list is carried out (a vote is persisted before it is sent). Timers are effects too: the driver
+keeps at most one pending timer per key, a later :class:`SetTimer` replaces an earlier one, and
+:class:`CancelTimer` drops it.
+
+Node ids are ranks in the topology (``int``), group ids are ``Group.index`` (``int``): the
+simulator handles millions of them, so no strings on the hot path.
+
+*Events* (:class:`Emit`) are how the outside learns what the node concluded: the simulator's
+checkers and reports, the runtime's ``status``/``events`` commands and the library API all read
+the same events, so what is tested is what users see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+NodeId = int
+GroupId = int
+TimerKey = tuple[Any, ...]
+
+
+# -- notices ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A node declared failed. Identity for de-duplication is ``(node, incarnation)``."""
+
+    node: NodeId
+    incarnation: int
+    group: GroupId
+    detected_by: NodeId
+    term: int
+    detected_at_ns: int
+
+    @property
+    def identity(self) -> tuple[str, NodeId, int]:
+        return ("failed", self.node, self.incarnation)
+
+
+@dataclass(frozen=True, slots=True)
+class Alive:
+    """A node back with a higher incarnation."""
+
+    node: NodeId
+    incarnation: int
+
+    @property
+    def identity(self) -> tuple[str, NodeId, int]:
+        return ("alive", self.node, self.incarnation)
+
+
+Notice = Failure | Alive
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Start:
+    """First input after construction (or restart); the node schedules its timers."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    src: NodeId
+    msg: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    key: TimerKey
+
+
+@dataclass(frozen=True, slots=True)
+class Unreachable:
+    """The transport learned that ``dst`` cannot be reached (ICMP port unreachable)."""
+
+    dst: NodeId
+
+
+@dataclass(frozen=True, slots=True)
+class LoopLag:
+    """Local-health input: how late the driver ran the last timer, in ms."""
+
+    lag_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """Operator/API request, e.g. ``Command("maintenance", (True,))``."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+
+
+Input = Start | Received | TimerFired | Unreachable | LoopLag | Command
+
+
+# -- effects ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``msg`` to node ``dst``; for a tie-breaker witness, ``dst`` is ``witness_id(group)``."""
+
+    dst: NodeId
+    msg: Any
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    key: TimerKey
+    at_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    key: TimerKey
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Durable state to write before any later effect runs (term/vote per group, incarnation)."""
+
+    state: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    event: Any
+
+
+Effect = Send | SetTimer | CancelTimer | Persist | Emit
+
+
+def witness_id(group: GroupId) -> NodeId:
+    """Address of a group's witness daemon in :class:`Send` (negative, so never a node rank)."""
+    return -1 - group
+
+
+def witness_group(dst: NodeId) -> GroupId:
+    return -1 - dst
+
+
+# -- events ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class NoticeLearned:
+    """This node learned ``notice`` for the first time (``via`` = group it came through, or None
+    when this node detected it itself)."""
+
+    notice: Notice
+    via: GroupId | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderChanged:
+    """This node's view of ``group``'s leader changed (``leader`` None = no leader known)."""
+
+    group: GroupId
+    leader: NodeId | None
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
+class ElectionStarted:
+    group: GroupId
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseChanged:
+    """This node's leadership lease of ``group``: ``held`` until ``until_ns`` (if held)."""
+
+    group: GroupId
+    term: int
+    held: bool
+    until_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class ViewChanged:
+    group: GroupId
+    view_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumChanged:
+    group: GroupId
+    quorate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class VoteGranted:
+    group: GroupId
+    term: int
+    candidate: NodeId
+
+
+Role = Literal["leaf", "leader", "root-leader"]
