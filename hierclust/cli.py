@@ -27,6 +27,10 @@ app = typer.Typer(
 )
 topology_app = typer.Typer(help="Validate, show and generate topology files.", no_args_is_help=True)
 app.add_typer(topology_app, name="topology")
+sim_app = typer.Typer(
+    help="Simulate the protocol deterministically: one kill (default) or fuzzing (sim fuzz)."
+)
+app.add_typer(sim_app, name="sim")
 
 out = Console()
 err = Console(stderr=True)
@@ -204,6 +208,140 @@ def demo(
         "Next: deploying these agents on 127.0.0.1 and killing nodes arrives with the runtime "
         "(see README, 'Status')."
     )
+
+
+def topology_from_options(
+    topology_file: Path | None, nodes: int | None, fanout: int | None, as_json: bool
+) -> Topology:
+    """``--topology FILE`` or ``--nodes N --fanout K`` (a generated topology), exactly one."""
+    from hierclust.topology import from_dict
+
+    if topology_file is not None:
+        if nodes is not None or fanout is not None:
+            fail("give either --topology FILE or --nodes N --fanout K, not both", as_json)
+        return load_or_fail(topology_file, as_json)
+    if nodes is None or fanout is None:
+        fail("give --topology FILE, or --nodes N with --fanout K", as_json)
+    try:
+        return from_dict(generate_document(nodes, fanout), source=f"--nodes {nodes}")
+    except TopologyError as exc:
+        fail(str(exc), as_json, file=exc.source, key=exc.key)
+
+
+def progress_bar(label: str) -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn(f"[bold]{label}[/]"),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+@sim_app.callback(invoke_without_command=True)
+def sim(
+    ctx: typer.Context,
+    topology_file: Annotated[
+        Path | None, typer.Option("--topology", help="Topology file (.toml).")
+    ] = None,
+    nodes: Annotated[int | None, typer.Option("--nodes", help="Generate N nodes...")] = None,
+    fanout: Annotated[int | None, typer.Option("--fanout", help="...in groups of K.")] = None,
+    kill: Annotated[
+        str, typer.Option("--kill", help="leaf, leader, root-leader, or a node name.")
+    ] = "leaf",
+    seed: Annotated[int, typer.Option("--seed", help="Seed: same seed, same report.")] = 1,
+    loss: Annotated[
+        float, typer.Option("--loss", min=0.0, max=0.9, help="Datagram loss probability.")
+    ] = 0.0,
+    latency_ms: Annotated[
+        float, typer.Option("--latency-ms", min=0.0, help="One-way base latency.")
+    ] = 0.2,
+    jitter_ms: Annotated[
+        float, typer.Option("--jitter-ms", min=0.0, help="Extra random latency, 0..X.")
+    ] = 0.3,
+    after_ms: Annotated[
+        int, typer.Option("--after-ms", min=100, help="Virtual time simulated after the kill.")
+    ] = 3000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Boot a topology in the simulator, kill one node, report (DESIGN §5 schema)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from hierclust.sim.scenario import KillPlan, ScenarioError, run_kill
+
+    topology = topology_from_options(topology_file, nodes, fanout, as_json)
+    plan = KillPlan(
+        kill=kill, seed=seed, loss=loss, latency_ms=latency_ms, jitter_ms=jitter_ms,
+        after_ms=after_ms,
+    )  # fmt: skip
+    with progress_bar(f"sim {topology.num_nodes:,} nodes") as bar:
+        task = bar.add_task("booting", total=1.0)
+
+        def advance(now_ns: int, total_ns: int, phase: str) -> None:
+            bar.update(task, completed=min(1.0, now_ns / total_ns), description=phase)
+
+        try:
+            report = run_kill(topology, plan, progress=advance)
+        except ScenarioError as exc:
+            fail(f"{topology.source}: {exc}", as_json)
+    if as_json:
+        emit_json(report)
+        return
+    print_report(report)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    table = Table(title=f"{report['mode']}: kill {report['victim']} ({report['victim_role']})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in report.items():
+        if isinstance(value, dict):
+            continue
+        table.add_row(key, "-" if value is None else str(value))
+    out.print(table)
+    violations = report.get("sim", {}).get("violations", [])
+    for violation in violations:
+        err.print(f"[red]violation:[/] {violation}", highlight=False)
+
+
+@sim_app.command("fuzz")
+def sim_fuzz(
+    schedules: Annotated[int, typer.Option("--schedules", min=1, help="How many schedules.")] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="First seed; schedule i uses seed+i.")] = 1,
+    nodes: Annotated[int | None, typer.Option("--nodes", help="Fix the node count.")] = None,
+    fanout: Annotated[int | None, typer.Option("--fanout", help="Fix the fan-out.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Random swarm fault schedules: safety during faults, liveness after healing."""
+    from hierclust.sim.fuzz import fuzz
+
+    if fanout is not None and not 2 <= fanout <= 64:
+        fail(f"--fanout: expected 2..64, got {fanout}", as_json)
+    with progress_bar("fuzz") as bar:
+        task = bar.add_task("schedules", total=schedules)
+        result = fuzz(
+            schedules, seed, nodes=nodes, fanout=fanout,
+            progress=lambda done, _total: bar.update(task, completed=done),
+        )  # fmt: skip
+    if as_json:
+        emit_json(result)
+    else:
+        out.print(
+            f"{result['schedules']} schedules: {result['violations']} safety violations, "
+            f"{result['liveness_failures']} liveness failures"
+        )
+        for failure, command in zip(result["failures"], result["reproduce"], strict=False):
+            err.print(
+                f"[red]seed {failure['seed']}[/]: {failure['violations'] + failure['liveness']}"
+            )
+            err.print(f"  faults: {'; '.join(failure['faults'])}")
+            err.print(f"  reproduce: {command}")
+    if result["failed_seeds"]:
+        raise typer.Exit(1)
 
 
 def main() -> None:

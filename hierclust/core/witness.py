@@ -1,0 +1,81 @@
+"""The witness tie-breaker: a tiny daemon holding one extra vote per group, as a pure state machine.
+
+Theory of operation
+-------------------
+Candidates that are one vote short of a majority ask with :class:`TieVote` (``side`` = votes they
+hold). The witness collects requests for ``window_ms`` and then grants its vote to one of them:
+the larger side first, ties to the lowest node id (ffsplit). It grants at most one candidate per
+term and never goes back to a lower term. A leader that won with (or without) the witness renews
+its share of the lease with :class:`TieRenew`; while the holder renewed within ``hold_ms`` the
+witness refuses everyone else, which is what lets the witness count toward the leader's lease.
+"""
+
+from __future__ import annotations
+
+from hierclust.core.messages import TieRenew, TieRenewAck, TieVote, TieVoteResp
+from hierclust.core.timeouts import MS
+from hierclust.core.types import Effect, Input, Received, Send, SetTimer, TimerFired
+
+
+class Witness:
+    __slots__ = ("group", "window_ns", "hold_ns", "term", "holder", "renewed_ns", "requests")
+
+    def __init__(self, group: int, *, window_ms: int = 20, hold_ms: int = 800) -> None:
+        self.group = group
+        self.window_ns = window_ms * MS
+        self.hold_ns = hold_ms * MS
+        self.term = 0
+        self.holder = -1
+        self.renewed_ns = -(1 << 62)
+        self.requests: list[tuple[int, int, int]] = []  # (term, side, candidate)
+
+    def step(self, now: int, inp: Input) -> list[Effect]:
+        out: list[Effect] = []
+        if isinstance(inp, Received):
+            msg = inp.msg
+            if isinstance(msg, TieVote) and msg.group == self.group:
+                self._on_vote(now, inp.src, msg, out)
+            elif isinstance(msg, TieRenew) and msg.group == self.group:
+                ok = self._renew(now, inp.src, msg.term)
+                out.append(Send(inp.src, TieRenewAck(self.group, msg.term, msg.stamp, ok)))
+        elif isinstance(inp, TimerFired) and inp.key == ("w", self.group):
+            self._decide(now, out)
+        return out
+
+    def _held_by_other(self, now: int, src: int) -> bool:
+        return self.holder >= 0 and self.holder != src and now - self.renewed_ns < self.hold_ns
+
+    def _on_vote(self, now: int, src: int, msg: TieVote, out: list[Effect]) -> None:
+        if msg.pre:
+            would = msg.term > self.term and not self._held_by_other(now, src)
+            out.append(Send(src, TieVoteResp(self.group, msg.term, would, True)))
+            return
+        if msg.term == self.term and src == self.holder:
+            out.append(Send(src, TieVoteResp(self.group, msg.term, True, False)))
+            return
+        if msg.term <= self.term or self._held_by_other(now, src):
+            out.append(Send(src, TieVoteResp(self.group, msg.term, False, False)))
+            return
+        if not self.requests:
+            out.append(SetTimer(("w", self.group), now + self.window_ns))
+        self.requests.append((msg.term, msg.side, src))
+
+    def _decide(self, now: int, out: list[Effect]) -> None:
+        requests, self.requests = self.requests, []
+        live = [r for r in requests if r[0] > self.term and not self._held_by_other(now, r[2])]
+        winner = min(live, key=lambda r: (-r[1], r[2])) if live else None
+        if winner is not None:
+            self.term, self.holder, self.renewed_ns = winner[0], winner[2], now
+        for term, _side, cand in requests:
+            granted = winner is not None and (term, cand) == (winner[0], winner[2])
+            out.append(Send(cand, TieVoteResp(self.group, term, granted, False)))
+
+    def _renew(self, now: int, src: int, term: int) -> bool:
+        if term == self.term and src == self.holder:
+            self.renewed_ns = now
+            return True
+        if term > self.term and not self._held_by_other(now, src):
+            # a leader elected by its members alone: it now holds the tie-breaker's share
+            self.term, self.holder, self.renewed_ns = term, src, now
+            return True
+        return False

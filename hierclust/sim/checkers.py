@@ -1,0 +1,93 @@
+"""Invariant checkers fed with every event of a simulation, while it runs.
+
+Safety (checked at every event, during faults too):
+- at most one node of a group holds a valid lease at any instant (lease intervals in true time);
+- leadership terms of a group never repeat for a different holder and never go down, so fencing
+  tokens ``(group, term)`` strictly grow;
+- a node never grants two votes in one term of one group, restarts included;
+- a failure notice about a node that is alive and connected is a false positive; it is excused
+  (counted apart) when a fault that could explain it was active (pause, partition, loss, skew).
+
+Liveness (checked by :meth:`Simulator.check_liveness` after faults heal) lives with the simulator,
+which can read node state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Violation:
+    time_ns: int
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"t={self.time_ns / 1e6:.3f} ms {self.kind}: {self.detail}"
+
+
+@dataclass(slots=True)
+class SafetyChecker:
+    violations: list[Violation] = field(default_factory=list)
+    # group -> {holder rank: (term, lease end in true ns)}
+    leases: dict[int, dict[int, tuple[int, int]]] = field(default_factory=dict)
+    # group -> (highest term seen held, holder of it)
+    terms: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # (rank, group, term) -> candidate
+    votes: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    false_positives: int = 0
+    excused_positives: int = 0
+    limit: int = 50
+
+    def _violate(self, time_ns: int, kind: str, detail: str) -> None:
+        if len(self.violations) < self.limit:
+            self.violations.append(Violation(time_ns, kind, detail))
+
+    def lease(self, now_ns: int, rank: int, group: int, term: int, held: bool, end_ns: int) -> None:
+        holders = self.leases.setdefault(group, {})
+        if not held:
+            holders.pop(rank, None)
+            return
+        for other, (other_term, other_end) in holders.items():
+            if other != rank and other_end > now_ns:
+                self._violate(
+                    now_ns,
+                    "two-leases",
+                    f"group {group}: node {rank} (term {term}) took a lease while node {other} "
+                    f"(term {other_term}) holds one until {other_end / 1e6:.3f} ms",
+                )
+        best = self.terms.get(group)
+        if best is not None:
+            best_term, best_holder = best
+            if term < best_term or (term == best_term and rank != best_holder):
+                self._violate(
+                    now_ns,
+                    "fencing-token",
+                    f"group {group}: node {rank} holds term {term} after node {best_holder} held "
+                    f"term {best_term}",
+                )
+        if best is None or term > best[0]:
+            self.terms[group] = (term, rank)
+        holders[rank] = (term, end_ns)
+
+    def vote(self, now_ns: int, rank: int, group: int, term: int, candidate: int) -> None:
+        key = (rank, group, term)
+        before = self.votes.get(key)
+        if before is None:
+            self.votes[key] = candidate
+        elif before != candidate:
+            self._violate(
+                now_ns,
+                "double-vote",
+                f"node {rank} voted for {before} and then {candidate} in group {group} term {term}",
+            )
+
+    def accusation(self, now_ns: int, accused: int, alive: bool, excused: bool) -> None:
+        if not alive:
+            return
+        if excused:
+            self.excused_positives += 1
+        else:
+            self.false_positives += 1
+            self._violate(now_ns, "false-positive", f"node {accused} declared failed while alive")

@@ -1,0 +1,289 @@
+"""Swarm fuzzing: random fault mixes, safety checked throughout, liveness after healing.
+
+Each schedule is a pure function of its seed: a small generated topology (sometimes with a witness
+on an even group), a boot, a fault phase with a random mix of crashes, restarts with and without
+disk, pauses, partitions (by subtree, random split, one-way), loss, duplication and clock skew,
+then a heal and a liveness phase. A failing seed is reported with the one command reproducing it.
+
+Liveness, after every fault is healed and ``3 x detection timeout`` has passed (detection timeout =
+``suspect_after_ms + confirm_ms + election_timeout_ms``: notice a silent leader or member, confirm,
+re-elect):
+- every group whose live members hold a majority of its votes has exactly one leader, agreed on by
+  all of its live members, and that leader is live;
+- every live node knows the failure of every node that has stayed crashed (of the newest
+  incarnation that any node learned was alive: a node that came back and crashed again before
+  anyone heard of it is covered by its old notice).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hierclust.sim.network import Network, Partition
+from hierclust.sim.scenario import all_led
+from hierclust.sim.simulator import MS, Simulator
+from hierclust.topology import from_dict, generate_document
+from hierclust.topology.model import Topology
+
+
+@dataclass(slots=True)
+class Outcome:
+    seed: int
+    nodes: int
+    fanout: int
+    faults: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    liveness: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations and not self.liveness
+
+
+def schedule_topology(rng: random.Random, nodes: int | None, fanout: int | None) -> Topology:
+    count = nodes or rng.randint(3, 40)
+    spread = fanout or rng.randint(3, 7)
+    document = generate_document(count, spread, name="fz")
+    roll = rng.random()
+    if roll < 0.2:
+        document["group"]["fz"]["tiebreaker"] = {"kind": "witness", "address": "127.0.0.1:1"}
+    elif roll < 0.3:
+        document["group"]["fz"]["tiebreaker"] = {"kind": "disk", "path": "/sim/fz.lease"}
+    return from_dict(document, source=f"fuzz(nodes={count}, fanout={spread})")
+
+
+def detection_timeout_ns(topology: Topology) -> int:
+    t = topology.tuning
+    return (t.suspect_after_ms + t.confirm_ms + t.election_timeout_ms) * MS
+
+
+def run_schedule(
+    seed: int,
+    *,
+    nodes: int | None = None,
+    fanout: int | None = None,
+    fault_ms: int = 6_000,
+) -> Outcome:
+    rng = random.Random(seed)
+    topology = schedule_topology(rng, nodes, fanout)
+    outcome = Outcome(seed, topology.num_nodes, max(g.size for g in topology.by_index))
+    network = Network(
+        random.Random(seed + 1), latency_ns=200_000, jitter_ns=rng.choice([0, 300_000, 2 * MS])
+    )
+    sim = Simulator(topology, seed=seed, network=network)
+    sim.start_all(spread_ns=topology.tuning.heartbeat_ms * MS)
+    boot_end = 10_000 * MS
+    while not all_led(sim) and sim.now < boot_end:
+        sim.run_until(sim.now + 100 * MS)
+    if not all_led(sim):
+        outcome.liveness.append("boot: not every group elected a leader within 10 s")
+        outcome.violations = [str(v) for v in sim.checker.violations]
+        return outcome
+    start = sim.now
+    plan_faults(sim, rng, start, start + fault_ms * MS, outcome.faults)
+    sim.run_until(start + fault_ms * MS)
+    heal(sim)
+    sim.run_until(sim.now + 3 * detection_timeout_ns(topology))
+    outcome.violations = [str(v) for v in sim.checker.violations]
+    outcome.liveness = check_liveness(sim)
+    return outcome
+
+
+def plan_faults(sim: Simulator, rng: random.Random, start: int, end: int, log: list[str]) -> None:
+    """Schedule a random mix of faults in ``[start, end)``; everything network-wide heals at end."""
+    topology = sim.topology
+    n = topology.num_nodes
+    count = rng.randint(1, 6)
+    # Crash at most a minority of each leaf group, so a healed cluster can still reach quorum.
+    budget = {leaf.index: (leaf.size - 1) // 2 for leaf in topology.leaves}
+    kinds = ["crash", "restart", "pause", "partition", "loss", "duplicate", "skew"]
+    for _ in range(count):
+        kind = rng.choice(kinds)
+        at = start + int(rng.random() * (end - start) * 0.8)
+        span = int(rng.uniform(0.3, 3.0) * 1e9)
+        rank = rng.randrange(n)
+        if kind in ("crash", "restart"):
+            leaf = topology.leaf_of(rank).index
+            if budget[leaf] <= 0:
+                continue
+            budget[leaf] -= 1
+            keep = rng.random() < 0.5
+            back = kind == "restart"
+            log.append(
+                f"{at / MS:.0f}ms crash {topology.node_name(rank)}"
+                + (
+                    f", restart {'with' if keep else 'without'} disk at +{span / MS:.0f}ms"
+                    if back
+                    else ""
+                )
+            )
+            sim.at(at, _crash(rank))
+            if back:
+                sim.at(min(at + span, end), _restart(rank, keep))
+        elif kind == "pause":
+            log.append(f"{at / MS:.0f}ms pause {topology.node_name(rank)} {span / MS:.0f}ms")
+            sim.at(at, _pause(rank, span))
+        elif kind == "partition":
+            partition = random_partition(topology, rng)
+            log.append(
+                f"{at / MS:.0f}ms partition {describe(topology, partition)} for {span / MS:.0f}ms"
+            )
+            sim.at(at, _partition(partition))
+            sim.at(min(at + span, end), _partition(None))
+        elif kind == "loss":
+            loss = rng.choice([0.05, 0.1, 0.2, 0.3])
+            log.append(f"{at / MS:.0f}ms loss {loss:.0%} for {span / MS:.0f}ms")
+            sim.at(at, _loss(loss, 0.0))
+            sim.at(min(at + span, end), _loss(0.0, 0.0))
+        elif kind == "duplicate":
+            dup = rng.choice([0.05, 0.2])
+            log.append(f"{at / MS:.0f}ms duplicate {dup:.0%} for {span / MS:.0f}ms")
+            sim.at(at, _loss(0.0, dup))
+            sim.at(min(at + span, end), _loss(0.0, 0.0))
+        else:
+            ppm = rng.choice([-20_000, -5_000, 5_000, 20_000])
+            log.append(f"{at / MS:.0f}ms skew {topology.node_name(rank)} {ppm:+d}ppm")
+            sim.at(at, _skew(rank, ppm))
+
+
+def random_partition(topology: Topology, rng: random.Random) -> Partition:
+    """Cut off a random subtree (a site), or split the ranks at a random point; maybe one-way."""
+    if rng.random() < 0.5 and len(topology.by_index) > 1:
+        group = rng.choice([g for g in topology.by_index if g is not topology.root])
+        ranges = [(group.first_rank, group.end_rank, 1)]
+    else:
+        cut = rng.randrange(1, topology.num_nodes) if topology.num_nodes > 1 else 1
+        ranges = [(cut, topology.num_nodes, 1)]
+    return Partition(ranges, one_way=rng.random() < 0.2)
+
+
+def describe(topology: Topology, partition: Partition) -> str:
+    sides = ", ".join(topology.names.fold(first, end) for first, end, _side in partition.ranges)
+    return f"{'one-way ' if partition.one_way else ''}{{{sides}}} from the rest"
+
+
+def _crash(rank: int) -> Callable[[Simulator], None]:
+    return lambda sim: sim.crash(rank) if sim.nodes[rank] is not None else None
+
+
+def _restart(rank: int, keep: bool) -> Callable[[Simulator], None]:
+    return lambda sim: sim.restart(rank, keep_disk=keep)
+
+
+def _pause(rank: int, span: int) -> Callable[[Simulator], None]:
+    return lambda sim: sim.pause(rank, span)
+
+
+def _partition(partition: Partition | None) -> Callable[[Simulator], None]:
+    return lambda sim: sim.partition(partition)
+
+
+def _loss(loss: float, dup: float) -> Callable[[Simulator], None]:
+    return lambda sim: sim.set_loss(loss, dup)
+
+
+def _skew(rank: int, ppm: int) -> Callable[[Simulator], None]:
+    return lambda sim: sim.set_skew(rank, ppm)
+
+
+def heal(sim: Simulator) -> None:
+    sim.partition(None)
+    sim.set_loss(0.0, 0.0)
+    for rank, slot in enumerate(sim.slots):
+        if slot.skewed and slot.skew_ppm:
+            sim.set_skew(rank, 0)
+
+
+def check_liveness(sim: Simulator) -> list[str]:
+    problems: list[str] = []
+    topology = sim.topology
+    for group in topology.by_index:
+        members = sim.members_now(group.index)
+        tie = 1 if group.tiebreaker is not None and group.index in sim.witnesses else 0
+        if len(members) + tie < group.quorum:
+            continue
+        views = {m: sim.nodes[m].leader_of(group.index) for m in members}
+        leaders = set(views.values())
+        if len(leaders) != 1 or None in leaders:
+            problems.append(
+                f"group {group.name}: members disagree on the leader: {_names(topology, views)}"
+            )
+            continue
+        (leader,) = leaders
+        if leader is None or sim.nodes[leader] is None:
+            problems.append(f"group {group.name}: leader {leader} is not live")
+    crashed = sorted(sim.crashed)
+    if crashed:
+        # A node that came back and crashed again before anyone heard of it is still down: the old
+        # failure notice tells the truth. What must be known is the failure of the newest
+        # incarnation that the cluster ever learned was alive.
+        announced = dict.fromkeys(crashed, 1)
+        for kind, node, incarnation in sim.records.learned:
+            if kind == "alive" and node in announced:
+                announced[node] = max(announced[node], incarnation)
+        for rank in sim.live_ranks():
+            failed: dict[int, int] = {}
+            for notice in sim.nodes[rank].known_notices():
+                if notice.identity[0] == "failed":
+                    failed[notice.node] = max(failed.get(notice.node, 0), notice.incarnation)
+            for victim in crashed:
+                if failed.get(victim, 0) < announced[victim]:
+                    problems.append(
+                        f"node {topology.node_name(rank)} does not know that "
+                        f"{topology.node_name(victim)} (incarnation {announced[victim]}) failed"
+                    )
+                    if len(problems) > 20:
+                        return problems
+    return problems
+
+
+def _names(topology: Topology, views: dict[int, Any]) -> str:
+    return ", ".join(
+        f"{topology.node_name(m)}->{topology.node_name(v) if v is not None and v >= 0 else None}"
+        for m, v in views.items()
+    )
+
+
+def fuzz(
+    schedules: int,
+    seed: int,
+    *,
+    nodes: int | None = None,
+    fanout: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``schedules`` schedules with seeds ``seed, seed+1, ...``; the JSON summary."""
+    failed: list[Outcome] = []
+    violations = liveness = 0
+    for i in range(schedules):
+        outcome = run_schedule(seed + i, nodes=nodes, fanout=fanout)
+        violations += len(outcome.violations)
+        liveness += 1 if outcome.liveness else 0
+        if not outcome.ok:
+            failed.append(outcome)
+        if progress:
+            progress(i + 1, schedules)
+    extra = (f" --nodes {nodes}" if nodes else "") + (f" --fanout {fanout}" if fanout else "")
+    return {
+        "schedules": schedules,
+        "seed": seed,
+        "violations": violations,
+        "liveness_failures": liveness,
+        "failed_seeds": [o.seed for o in failed],
+        "reproduce": [
+            f"hierclust sim fuzz --schedules 1 --seed {o.seed}{extra} --json" for o in failed
+        ],
+        "failures": [
+            {
+                "seed": o.seed,
+                "nodes": o.nodes,
+                "faults": o.faults,
+                "violations": o.violations[:5],
+                "liveness": o.liveness[:5],
+            }
+            for o in failed[:10]
+        ],
+    }

@@ -1,0 +1,448 @@
+"""Deterministic discrete-event simulator driving the real protocol core.
+
+Theory of operation
+-------------------
+Every node is a real :class:`hierclust.core.node.Node`; the simulator is only its environment: an
+integer-ns virtual clock, a network model, the disk (``Persist``), timers and faults. One event is
+run at a time from :class:`EventQueue` in ``(time, seq)`` order, and every random choice comes from
+generators seeded by one integer, so a seed reproduces a run exactly.
+
+Effects are carried out in the order the node returns them; ``Persist`` writes the node's disk at
+once, so it is durable before any later effect of the same step (the core's contract). A crashed
+node loses its pending timers and inbound datagrams; a paused node keeps them and runs them late; a
+node with a skewed clock sees ``now`` and its timers at its own rate.
+
+Events (``Emit``) go to the safety checker as they happen and into compact per-run records from
+which the report (DESIGN section 5) is computed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hierclust.core.types import (
+    CancelTimer,
+    Command,
+    ElectionStarted,
+    Emit,
+    Failure,
+    LeaderChanged,
+    LeaseChanged,
+    NoticeLearned,
+    Persist,
+    QuorumChanged,
+    Received,
+    Send,
+    SetTimer,
+    Start,
+    TimerFired,
+    ViewChanged,
+    VoteGranted,
+    witness_group,
+)
+from hierclust.sim.checkers import SafetyChecker
+from hierclust.sim.network import Network, Partition
+from hierclust.sim.queue import EventQueue
+from hierclust.topology.model import Topology
+
+DELIVER, TIMER, ACTION, WITNESS = 0, 1, 2, 3
+MS = 1_000_000
+
+
+def make_tiebreaker(kind: str, group: int) -> Any:
+    """The simulated witness daemon or shared-disk lease of one group."""
+    from hierclust.core.disk import LeaseDisk
+    from hierclust.core.witness import Witness
+
+    return Witness(group) if kind == "witness" else LeaseDisk(group)
+
+
+@dataclass(slots=True)
+class NodeSlot:
+    """What the simulator knows about one rank besides the node object itself."""
+
+    incarnation: int = 1
+    disk: Any = None
+    paused_until: int = 0
+    skew_ppm: int = 0
+    # The local clock is continuous across skew changes: local = anchor_local + (t - anchor_true)
+    # * (1 + skew_ppm / 1e6).
+    anchor_true: int = 0
+    anchor_local: int = 0
+    skewed: bool = False
+
+
+@dataclass(slots=True)
+class Records:
+    """Compact history of one run, for reports."""
+
+    learned: dict[tuple[str, int, int], dict[int, int]] = field(default_factory=dict)
+    detected: dict[tuple[str, int, int], tuple[int, int]] = field(default_factory=dict)
+    elected: list[tuple[int, int, int, int]] = field(default_factory=list)  # t, group, rank, term
+    elections: list[tuple[int, int, int, int]] = field(default_factory=list)  # t, group, rank, term
+    view_changes: dict[int, int] = field(default_factory=dict)  # group -> first change after mark
+    mark_ns: int = -1
+    sent: int = 0
+    sent_since_mark: int = 0
+    bytes_sampled: int = 0
+    samples: int = 0
+
+
+class Simulator:
+    """Runs one topology under one seed. See ``hierclust.sim.scenario`` for ready-made runs."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        seed: int,
+        network: Network | None = None,
+        node_factory: Callable[..., Any] | None = None,
+        tiebreakers: bool = True,
+        sizer: Callable[[Any], int] | None = None,
+    ) -> None:
+        self.topology = topology
+        self.seed = seed
+        self.net = network or Network(random.Random(seed))
+        self.node_rng = random.Random(seed * 7919 + 17)
+        self.fault_rng = random.Random(seed * 104729 + 3)
+        if node_factory is None:
+            from hierclust.core.node import Node
+
+            node_factory = Node
+        self.node_factory = node_factory
+        self.queue = EventQueue()
+        self.now = 0
+        self.nodes: list[Any] = [None] * topology.num_nodes
+        self.slots = [NodeSlot() for _ in range(topology.num_nodes)]
+        self.timers: dict[tuple[int, Any], int] = {}
+        self._timer_gen = 0
+        self.checker = SafetyChecker()
+        self.records = Records()
+        self.crashed: set[int] = set()
+        self.faults_active = 0  # >0 while a fault that can excuse a false accusation is in force
+        self.last_fault_ns = -(10**18)  # when the last network fault was healed
+        self.sizer = sizer
+        # Tie-breakers (witness daemons, shared-disk leases) by group index; reachable from every
+        # side of a partition, as a witness at a third site or a SAN would be.
+        self.witnesses: dict[int, Any] = {}
+        if tiebreakers:
+            for group in topology.by_index:
+                if group.tiebreaker is not None:
+                    self.witnesses[group.index] = make_tiebreaker(
+                        group.tiebreaker.kind, group.index
+                    )
+        self._witness_timers: dict[tuple[int, Any], int] = {}
+        self.events_run = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start_all(self, spread_ns: int = 0) -> None:
+        """Create and start every node, start times spread over ``spread_ns``."""
+        for rank in range(self.topology.num_nodes):
+            at = int(self.fault_rng.random() * spread_ns) if spread_ns else 0
+            self.queue.push(at, ACTION, rank, ("start", None))
+
+    def _boot(self, rank: int, persisted: Any) -> None:
+        slot = self.slots[rank]
+        node = self.node_factory(
+            self.topology,
+            rank,
+            rng=self.node_rng,
+            incarnation=slot.incarnation,
+            persisted=persisted,
+        )
+        self.nodes[rank] = node
+        slot.incarnation = getattr(node, "incarnation", slot.incarnation)
+        self.crashed.discard(rank)
+        self._apply(rank, node.step(self._local(rank, self.now), Start()))
+
+    def crash(self, rank: int) -> None:
+        """Stop a node abruptly: its timers are dropped, datagrams to it are lost."""
+        self.nodes[rank] = None
+        self.crashed.add(rank)
+
+    def restart(self, rank: int, keep_disk: bool = True) -> None:
+        """Restart a crashed node with a higher incarnation, with or without its disk."""
+        slot = self.slots[rank]
+        if self.nodes[rank] is not None:
+            self.crash(rank)
+        if keep_disk:
+            slot.incarnation += 1
+            persisted = slot.disk
+        else:
+            # A node that lost its disk only knows the time: a boot counter from the clock.
+            slot.incarnation = max(slot.incarnation + 1, self.now // MS + 2)
+            slot.disk = None
+            persisted = None
+        self._boot(rank, persisted)
+
+    def pause(self, rank: int, duration_ns: int) -> None:
+        self.slots[rank].paused_until = max(self.slots[rank].paused_until, self.now + duration_ns)
+
+    def set_skew(self, rank: int, ppm: int) -> None:
+        """Make ``rank``'s clock (and so its timers) run ``ppm`` parts per million fast or slow."""
+        slot = self.slots[rank]
+        slot.anchor_local = self._local(rank, self.now)
+        slot.anchor_true = self.now
+        slot.skew_ppm = ppm
+        slot.skewed = True
+
+    def partition(self, partition: Partition | None) -> None:
+        if partition is None and self.net.partition is not None:
+            self.last_fault_ns = self.now
+        self.net.partition = partition
+
+    def set_loss(self, loss: float, duplicate: float = 0.0) -> None:
+        if (loss, duplicate) < (self.net.loss, self.net.duplicate):
+            self.last_fault_ns = self.now
+        self.net.loss = loss
+        self.net.duplicate = duplicate
+
+    def at(self, time_ns: int, action: Callable[[Simulator], None]) -> None:
+        """Run ``action(self)`` at virtual time ``time_ns``."""
+        self.queue.push(time_ns, ACTION, -1, ("call", action))
+
+    def command(self, rank: int, command: Command) -> None:
+        node = self.nodes[rank]
+        if node is not None:
+            self._apply(rank, node.step(self._local(rank, self.now), command))
+
+    def mark(self) -> None:
+        """Start of the measured window: counters and 'after the kill' records restart here."""
+        self.records.mark_ns = self.now
+        self.records.sent_since_mark = 0
+        self.records.view_changes = {}
+
+    # -- clocks --------------------------------------------------------------------------------
+    def _local(self, rank: int, true_ns: int) -> int:
+        slot = self.slots[rank]
+        elapsed = true_ns - slot.anchor_true
+        return slot.anchor_local + elapsed + elapsed * slot.skew_ppm // 1_000_000
+
+    def _true(self, rank: int, local_ns: int) -> int:
+        slot = self.slots[rank]
+        elapsed = local_ns - slot.anchor_local
+        # Round up: a timer never fires before its local deadline.
+        return slot.anchor_true - (-elapsed * 1_000_000 // (1_000_000 + slot.skew_ppm))
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run_until(self, end_ns: int) -> None:
+        queue = self.queue
+        pop = queue.pop_until
+        nodes = self.nodes
+        slots = self.slots
+        timers = self.timers
+        apply = self._apply
+        run = 0
+        while True:
+            entry = pop(end_ns)
+            if entry is None:
+                break
+            time_ns, _seq, kind, target, payload = entry
+            self.now = time_ns
+            run += 1
+            if kind == DELIVER:
+                node = nodes[target]
+                if node is None:
+                    continue
+                slot = slots[target]
+                if slot.paused_until > time_ns:
+                    queue.push(slot.paused_until, kind, target, payload)
+                    continue
+                effects = node.step(
+                    self._local(target, time_ns) if slot.skewed else time_ns, payload
+                )
+            elif kind == TIMER:
+                node = nodes[target]
+                if node is None:
+                    continue
+                slot = slots[target]
+                if slot.paused_until > time_ns:
+                    queue.push(slot.paused_until, kind, target, payload)
+                    continue
+                fired, gen = payload
+                if timers.get((target, fired.key)) != gen:
+                    continue
+                del timers[(target, fired.key)]
+                effects = node.step(self._local(target, time_ns) if slot.skewed else time_ns, fired)
+            elif kind == ACTION:
+                self._action(target, payload)
+                continue
+            else:
+                self._witness(target, payload)
+                continue
+            if effects:
+                apply(target, effects)
+        self.events_run += run
+        self.now = max(self.now, end_ns)
+
+    def _action(self, target: int, payload: tuple[str, Any]) -> None:
+        what, arg = payload
+        if what == "start":
+            if self.nodes[target] is None and target not in self.crashed:
+                self._boot(target, None)
+        elif what == "call":
+            arg(self)
+
+    def _apply(self, rank: int, effects: list[Any]) -> None:
+        push = self.queue.push
+        net = self.net
+        now = self.now
+        # Fast path: a clean network needs one random draw per datagram, or none.
+        clean = not net.loss and not net.duplicate and net.partition is None
+        latency, jitter = net.latency_ns, net.jitter_ns
+        random = net.rng.random
+        sent = 0
+        for effect in effects:
+            kind = type(effect)
+            if kind is Send:
+                sent += 1
+                dst = effect.dst
+                if dst < 0:
+                    self._to_witness(rank, effect)
+                    continue
+                received = Received(rank, effect.msg)
+                if clean:
+                    delay = latency + int(random() * jitter) if jitter else latency
+                    push(now + delay, DELIVER, dst, received)
+                else:
+                    for delay in net.deliveries(rank, dst):
+                        push(now + delay, DELIVER, dst, received)
+            elif kind is SetTimer:
+                self._timer_gen += 1
+                key = effect.key
+                self.timers[(rank, key)] = self._timer_gen
+                slot = self.slots[rank]
+                at = self._true(rank, effect.at_ns) if slot.skewed else effect.at_ns
+                push(at if at > now else now, TIMER, rank, (TimerFired(key), self._timer_gen))
+            elif kind is CancelTimer:
+                self.timers.pop((rank, effect.key), None)
+            elif kind is Emit:
+                self._event(rank, effect.event)
+            elif kind is Persist:
+                self.slots[rank].disk = effect.state
+            else:  # pragma: no cover - a new effect type must be handled here
+                raise TypeError(f"unknown effect {effect!r}")
+        if sent:
+            records = self.records
+            before = records.sent
+            records.sent = before + sent
+            records.sent_since_mark += sent
+            if self.sizer is not None and before // 64 != records.sent // 64:
+                msgs = [e.msg for e in effects if type(e) is Send]
+                records.bytes_sampled += self.sizer(msgs[0])
+                records.samples += 1
+
+    def _to_witness(self, rank: int, effect: Send) -> None:
+        group = witness_group(effect.dst)
+        if group in self.witnesses:
+            received = Received(rank, effect.msg)
+            for delay in self.net.deliveries(rank, rank):
+                self.queue.push(self.now + delay, WITNESS, group, received)
+
+    def _witness(self, group: int, payload: Any) -> None:
+        witness = self.witnesses[group]
+        if type(payload) is tuple:
+            fired, gen = payload
+            if self._witness_timers.get((group, fired.key)) != gen:
+                return
+            del self._witness_timers[(group, fired.key)]
+            payload = fired
+        for effect in witness.step(self.now, payload):
+            kind = type(effect)
+            if kind is Send:
+                self.records.sent += 1
+                received = Received(-1 - group, effect.msg)
+                for delay in self.net.deliveries(effect.dst, effect.dst):
+                    self.queue.push(self.now + delay, DELIVER, effect.dst, received)
+            elif kind is SetTimer:
+                self._timer_gen += 1
+                self._witness_timers[(group, effect.key)] = self._timer_gen
+                at = max(effect.at_ns, self.now)
+                self.queue.push(at, WITNESS, group, (TimerFired(effect.key), self._timer_gen))
+            elif kind is CancelTimer:
+                self._witness_timers.pop((group, effect.key), None)
+
+    # -- events --------------------------------------------------------------------------------
+    def _event(self, rank: int, event: Any) -> None:
+        now = self.now
+        kind = type(event)
+        records = self.records
+        if kind is NoticeLearned:
+            notice = event.notice
+            identity = notice.identity
+            per_rank = records.learned.get(identity)
+            if per_rank is None:
+                per_rank = records.learned[identity] = {}
+            per_rank.setdefault(rank, now)
+            if event.via is None and type(notice) is Failure:
+                records.detected.setdefault(identity, (now, rank))
+                accused = notice.node
+                alive = (
+                    self.nodes[accused] is not None
+                    and self.slots[accused].incarnation == notice.incarnation
+                )
+                excused = self._excused(accused)
+                self.checker.accusation(now, accused, alive, excused)
+        elif kind is LeaseChanged:
+            slot = self.slots[rank]
+            end = self._true(rank, event.until_ns) if slot.skewed else event.until_ns
+            self.checker.lease(now, rank, event.group, event.term, event.held, end)
+        elif kind is LeaderChanged:
+            if event.leader == rank:
+                records.elected.append((now, event.group, rank, event.term))
+        elif kind is ElectionStarted:
+            records.elections.append((now, event.group, rank, event.term))
+        elif kind is ViewChanged:
+            if records.mark_ns >= 0:
+                records.view_changes.setdefault(event.group, now)
+        elif kind is VoteGranted:
+            self.checker.vote(now, rank, event.group, event.term, event.candidate)
+        elif kind is QuorumChanged:
+            pass
+
+    def _excused(self, accused: int) -> bool:
+        """Whether an active or recent fault could explain accusing a live node."""
+        slot = self.slots[accused]
+        recent = 5_000 * MS
+        return (
+            self.faults_active > 0
+            or self.net.loss > 0
+            or self.net.duplicate > 0
+            or self.net.partition is not None
+            or self.now - self.last_fault_ns < recent
+            or slot.paused_until > self.now - recent
+            or slot.skewed
+        )
+
+    # -- queries -------------------------------------------------------------------------------
+    def live_ranks(self) -> list[int]:
+        return [r for r, node in enumerate(self.nodes) if node is not None]
+
+    def leader_of(self, group_index: int) -> int | None:
+        """The leader that the group's live members agree on, or None when they do not agree."""
+        group = self.topology.by_index[group_index]
+        views = set()
+        for member in self.members_now(group_index):
+            node = self.nodes[member]
+            if node is not None:
+                views.add(node.leader_of(group.index))
+        if len(views) != 1:
+            return None
+        (leader,) = views
+        return leader if leader is not None and self.nodes[leader] is not None else None
+
+    def members_now(self, group_index: int) -> list[int]:
+        """Ranks currently sitting in a group: its nodes, or the leaders of its child groups."""
+        group = self.topology.by_index[group_index]
+        if group.is_leaf:
+            return [r for r in group.ranks if self.nodes[r] is not None]
+        members = []
+        for child in self.topology.slots(group):
+            holder = self.leader_of(child.index)
+            if holder is not None:
+                members.append(holder)
+        return members

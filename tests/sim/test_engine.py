@@ -1,0 +1,188 @@
+"""The simulator's own mechanics, driven with a tiny echo node (not the protocol)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from hierclust.core.types import (
+    CancelTimer,
+    Emit,
+    LeaseChanged,
+    Persist,
+    Received,
+    Send,
+    SetTimer,
+    Start,
+    TimerFired,
+    VoteGranted,
+)
+from hierclust.sim.network import Network, Partition
+from hierclust.sim.queue import EventQueue
+from hierclust.sim.simulator import MS, Simulator
+from hierclust.topology import from_dict, generate_document
+
+TOPO = from_dict(generate_document(6, 3))
+
+
+class Echo:
+    """Rank 0 pings everyone every 10 ms; others answer. Records what it saw, with local times."""
+
+    def __init__(
+        self, topology: Any, rank: int, *, rng: random.Random, incarnation: int, persisted: Any
+    ) -> None:
+        self.rank = rank
+        self.incarnation = incarnation
+        self.persisted = persisted
+        self.seen: list[tuple[int, Any]] = []
+        self.n = topology.num_nodes
+
+    def step(self, now: int, event: Any) -> list[Any]:
+        self.seen.append((now, event))
+        if isinstance(event, Start):
+            return [SetTimer(("tick",), now + 10 * MS)] if self.rank == 0 else []
+        if isinstance(event, TimerFired):
+            sends: list[Any] = [Send(d, ("ping", now)) for d in range(1, self.n)]
+            return [*sends, SetTimer(("tick",), now + 10 * MS)]
+        if isinstance(event, Received) and event.msg[0] == "ping":
+            return [Persist(("saw", event.msg[1])), Send(event.src, ("pong", event.msg[1]))]
+        return []
+
+
+def make(seed: int = 1, **net: Any) -> Simulator:
+    network = Network(random.Random(seed), **net)
+    sim = Simulator(TOPO, seed=seed, network=network, node_factory=Echo)
+    sim.start_all()
+    return sim
+
+
+def received(sim: Simulator, rank: int, what: str) -> list[int]:
+    node = sim.nodes[rank]
+    return [t for t, e in node.seen if isinstance(e, Received) and e.msg[0] == what]
+
+
+def test_queue_orders_by_time_then_insertion() -> None:
+    queue = EventQueue()
+    for t, label in [(5 * MS, "c"), (1, "a"), (5 * MS, "d"), (2, "b"), (3 * MS + 7, "x")]:
+        queue.push(t, 0, 0, label)
+    popped = []
+    while (entry := queue.pop_until(10 * MS)) is not None:
+        popped.append(entry[4])
+        if entry[4] == "a":
+            queue.push(2, 0, 0, "b2")  # same time as b, pushed later: runs after b
+    assert popped == ["a", "b", "b2", "x", "c", "d"]
+    queue.push(20 * MS, 0, 0, "late")
+    assert queue.pop_until(19 * MS) is None
+    assert queue.next_time() == 20 * MS
+
+
+def test_latency_and_determinism() -> None:
+    a, b = make(7, latency_ns=MS, jitter_ns=0), make(7, latency_ns=MS, jitter_ns=0)
+    a.run_until(100 * MS)
+    b.run_until(100 * MS)
+    pongs = received(a, 0, "pong")
+    # 9 ticks at 10..90 ms, answered by 5 nodes, each way 1 ms.
+    assert len(pongs) == 9 * 5
+    assert pongs[0] == 12 * MS
+    assert [t for t, _ in a.nodes[0].seen] == [t for t, _ in b.nodes[0].seen]
+    # Persist happened and is the node's disk.
+    assert a.slots[3].disk == ("saw", 90 * MS)
+
+
+def test_loss_drops_about_the_given_share() -> None:
+    sim = make(3, loss=0.3, jitter_ns=0)
+    sim.run_until(1000 * MS)
+    pings = sum(len(received(sim, r, "ping")) for r in range(1, 6))
+    sent = 99 * 5
+    assert 0.6 * sent < pings < 0.8 * sent
+
+
+def test_partition_blocks_across_sides_and_one_way() -> None:
+    sim = make(1, jitter_ns=0)
+    sim.partition(Partition([(3, 6, 1)]))
+    sim.run_until(50 * MS)
+    assert received(sim, 4, "ping") == [] and received(sim, 1, "ping") != []
+    sim.partition(Partition([(3, 6, 1)], one_way=True))  # side 0 -> side 1 blocked only
+    sim.run_until(100 * MS)
+    assert received(sim, 4, "ping") == []
+    sim.partition(None)
+    sim.run_until(150 * MS)
+    assert received(sim, 4, "ping") != []
+    assert sim.last_fault_ns == 100 * MS
+
+
+def test_crash_drops_inbound_and_timers_restart_bumps_incarnation() -> None:
+    sim = make(1, jitter_ns=0)
+    sim.run_until(25 * MS)
+    sim.crash(0)
+    sim.run_until(60 * MS)
+    assert sim.nodes[0] is None
+    assert max(t for t, _ in sim.nodes[1].seen) < 30 * MS, "no ticks while crashed"
+    sim.restart(0, keep_disk=True)
+    assert sim.nodes[0].incarnation == 2
+    sim.run_until(100 * MS)
+    assert received(sim, 0, "pong")[0] >= 70 * MS
+    sim.crash(3)
+    sim.restart(3, keep_disk=False)
+    assert sim.nodes[3].persisted is None and sim.nodes[3].incarnation > 2
+
+
+def test_pause_delivers_late_in_order() -> None:
+    sim = make(1, jitter_ns=0)
+    sim.run_until(5 * MS)
+    sim.pause(2, 40 * MS)
+    sim.run_until(100 * MS)
+    pings = received(sim, 2, "ping")
+    assert pings[:4] == [45 * MS] * 4, "queued pings run at resume"
+    node = sim.nodes[2]
+    stamps = [e.msg[1] for _, e in node.seen if isinstance(e, Received)]
+    assert stamps == sorted(stamps)
+
+
+def test_skew_stretches_local_time_continuously() -> None:
+    sim = make(1, jitter_ns=0)
+    sim.run_until(10 * MS)
+    sim.set_skew(0, 100_000)  # clock 10 % fast: 10 ms local ticks every ~9.09 ms true
+    sim.run_until(55 * MS)
+    ticks = [t for t, e in sim.nodes[0].seen if isinstance(e, TimerFired)]
+    # The tick at 10 ms had already scheduled true 20 ms, which the fast clock reads as 21 ms.
+    assert ticks[:2] == [10 * MS, 21 * MS], "local clock continuous at the change"
+    assert 0 <= ticks[2] - ticks[1] - 10 * MS <= 1, "local intervals stay 10 ms, never early"
+    assert sim._true(0, 31 * MS) == 10 * MS + -(-21 * MS * 10 // 11)
+
+
+def test_safety_checker_flags_two_leases_and_double_votes() -> None:
+    sim = make(1)
+    sim._event(1, LeaseChanged(group=0, term=1, held=True, until_ns=500 * MS))
+    sim.now = 100 * MS
+    sim._event(2, LeaseChanged(group=0, term=2, held=True, until_ns=600 * MS))
+    sim._event(3, VoteGranted(group=0, term=2, candidate=2))
+    sim._event(3, VoteGranted(group=0, term=2, candidate=1))
+    sim._event(4, VoteGranted(group=0, term=2, candidate=2))
+    kinds = [v.kind for v in sim.checker.violations]
+    assert kinds == ["two-leases", "double-vote"]
+    sim.now = 700 * MS
+    sim._event(1, LeaseChanged(group=0, term=1, held=True, until_ns=900 * MS))
+    assert [v.kind for v in sim.checker.violations][-1] == "fencing-token"
+
+
+def test_cancel_timer_and_emit_reach_the_simulator() -> None:
+    class Once(Echo):
+        def step(self, now: int, event: Any) -> list[Any]:
+            self.seen.append((now, event))
+            if isinstance(event, Start):
+                return [
+                    SetTimer(("a",), now + MS),
+                    SetTimer(("b",), now + 2 * MS),
+                    CancelTimer(("a",)),
+                ]
+            if isinstance(event, TimerFired):
+                return [Emit(LeaseChanged(0, 1, True, now + MS))] if self.rank == 0 else []
+            return []
+
+    sim = Simulator(TOPO, seed=1, node_factory=Once)
+    sim.start_all()
+    sim.run_until(10 * MS)
+    fired = [e.key for _, e in sim.nodes[0].seen if isinstance(e, TimerFired)]
+    assert fired == [("b",)]
+    assert sim.checker.leases[0][0] == (1, 3 * MS)

@@ -1,0 +1,178 @@
+"""Scenarios on the real protocol core in the simulator: who learns what, when, and who leads."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from hierclust.sim.network import Network, Partition
+from hierclust.sim.scenario import KillPlan, all_led, lease_holder, run_kill
+from hierclust.sim.simulator import MS, Simulator
+from hierclust.topology import from_dict, generate_document, load
+
+REPO = Path(__file__).resolve().parents[2]
+T1K = from_dict(generate_document(1000, 16))
+
+
+def booted(topology, seed: int = 1, **net) -> Simulator:  # type: ignore[no-untyped-def]
+    network = Network(random.Random(seed), **net)
+    sim = Simulator(topology, seed=seed, network=network)
+    sim.start_all(spread_ns=200 * MS)
+    while not all_led(sim):
+        assert sim.now < 10_000 * MS, "every group elects a leader within 10 s"
+        sim.run_until(sim.now + 100 * MS)
+    sim.run_until(sim.now + 500 * MS)
+    return sim
+
+
+def knows_failure(sim: Simulator, rank: int, victim: int, incarnation: int = 1) -> bool:
+    return any(
+        n.identity == ("failed", victim, incarnation) for n in sim.nodes[rank].known_notices()
+    )
+
+
+def test_leaf_crash_reaches_every_survivor_within_a_second_and_disturbs_nobody() -> None:
+    report = run_kill(T1K, KillPlan(kill="leaf", seed=3))
+    assert report["victim_role"] == "leaf"
+    assert report["notified"] == report["survivors"] == 999
+    assert report["notify_max_ms"] <= 1000
+    assert report["detect_ms"] <= report["notify_p50_ms"] <= report["notify_max_ms"]
+    assert report["reelect_ms"] is None
+    assert report["groups_disturbed"] == 0 and report["elections_elsewhere"] == 0
+    assert report["false_positives"] == 0
+    assert report["sim"]["violations"] == []
+
+
+def test_tier1_leader_crash_reelects_only_its_group() -> None:
+    report = run_kill(T1K, KillPlan(kill="leader", seed=5))
+    assert report["victim_role"] == "leader"
+    assert report["notified"] == report["survivors"]
+    assert report["notify_max_ms"] <= 1200
+    assert report["reelect_ms"] is not None and report["reelect_ms"] <= 1500
+    assert report["groups_disturbed"] == 0 and report["elections_elsewhere"] == 0
+    assert report["false_positives"] == 0 and report["sim"]["violations"] == []
+
+
+def test_root_leader_crash_elects_along_its_path_only() -> None:
+    report = run_kill(T1K, KillPlan(kill="root-leader", seed=2))
+    assert report["victim_role"] == "root-leader"
+    assert report["notified"] == report["survivors"]
+    assert report["reelect_ms"] is not None
+    assert report["groups_disturbed"] == 0 and report["elections_elsewhere"] == 0
+    assert report["sim"]["violations"] == []
+
+
+def test_same_seed_same_report() -> None:
+    from hierclust.sim.scenario import deterministic_view
+
+    topology = from_dict(generate_document(200, 8))
+    first = run_kill(topology, KillPlan(kill="leader", seed=11))
+    second = run_kill(topology, KillPlan(kill="leader", seed=11))
+    assert deterministic_view(first) == deterministic_view(second)
+    other = run_kill(topology, KillPlan(kill="leader", seed=12))
+    assert deterministic_view(other) != deterministic_view(first)
+
+
+def test_twenty_percent_loss_still_notifies_everyone() -> None:
+    report = run_kill(
+        from_dict(generate_document(300, 8)), KillPlan(kill="leaf", seed=9, loss=0.2, after_ms=5000)
+    )
+    assert report["notified"] == report["survivors"]
+    assert report["sim"]["violations"] == []
+
+
+def test_minority_partition_stops_acting_and_majority_keeps_quorum() -> None:
+    topology = from_dict(generate_document(7, 8))  # one group of 7
+    sim = booted(topology)
+    leader = lease_holder(sim, 0)
+    assert leader is not None
+    minority = (0, 3) if leader < 3 else (4, 7)
+    sim.partition(Partition([(minority[0], minority[1], 1)]))
+    sim.run_until(sim.now + 3_000 * MS)
+    # The old leader sits in the minority: it lost its lease; a majority-side node leads.
+    assert not sim.nodes[leader].lease_valid(0, sim.now)
+    new = lease_holder(sim, 0)
+    assert new is not None and not minority[0] <= new < minority[1]
+    for rank in range(*minority):
+        assert not sim.nodes[rank].quorate(0, sim.now)
+    assert sim.checker.violations == []
+    sim.partition(None)
+    sim.run_until(sim.now + 3_000 * MS)
+    leaders = {sim.nodes[r].leader_of(0) for r in range(7)}
+    assert leaders == {new}, "the healed minority follows the majority's leader"
+
+
+@pytest.mark.parametrize("kind", ["witness", "disk"])
+def test_even_split_is_decided_by_the_tiebreaker(kind: str) -> None:
+    document = generate_document(6, 8)
+    document["group"]["hc6"]["tiebreaker"] = (
+        {"kind": "witness", "address": "127.0.0.1:1"}
+        if kind == "witness"
+        else {"kind": "disk", "path": "/shared/hc6.lease"}
+    )
+    topology = from_dict(document)
+    sim = booted(topology)
+    sim.partition(Partition([(3, 6, 1)]))
+    sim.run_until(sim.now + 4_000 * MS)
+    holders = [r for r in range(6) if sim.nodes[r].lease_valid(0, sim.now)]
+    assert len(holders) == 1, "exactly one half acts: the one holding the tie-breaker's vote"
+    side = range(0, 3) if holders[0] < 3 else range(3, 6)
+    other = range(3, 6) if holders[0] < 3 else range(0, 3)
+    assert all(sim.nodes[r].quorate(0, sim.now) for r in side)
+    assert not any(sim.nodes[r].quorate(0, sim.now) for r in other)
+    assert sim.checker.violations == []
+
+
+def test_even_split_without_tiebreaker_leaves_nobody_acting() -> None:
+    sim = booted(from_dict(generate_document(6, 8)))
+    sim.partition(Partition([(3, 6, 1)]))
+    sim.run_until(sim.now + 4_000 * MS)
+    assert not any(sim.nodes[r].lease_valid(0, sim.now) for r in range(6))
+    assert sim.checker.violations == []
+
+
+@pytest.mark.parametrize("keep_disk", [True, False])
+def test_restart_rejoins_with_higher_incarnation(keep_disk: bool) -> None:
+    topology = from_dict(generate_document(40, 8))
+    sim = booted(topology)
+    victim = 13
+    sim.crash(victim)
+    sim.run_until(sim.now + 2_000 * MS)
+    assert all(knows_failure(sim, r, victim) for r in sim.live_ranks())
+    sim.restart(victim, keep_disk=keep_disk)
+    inc = sim.nodes[victim].incarnation
+    assert inc > 1
+    sim.run_until(sim.now + 2_000 * MS)
+    leaf = topology.leaf_of(victim).index
+    assert sim.nodes[victim].leader_of(leaf) == lease_holder(sim, leaf)
+    alive = ("alive", victim, inc)
+    assert all(
+        any(n.identity == alive for n in sim.nodes[r].known_notices()) for r in sim.live_ranks()
+    ), "every node learns that the node is back"
+    assert knows_failure(sim, 0, victim), "the old failure notice stays valid"
+    assert sim.checker.violations == [] and sim.checker.false_positives == 0
+
+
+def test_site_partition_of_the_seed_topology() -> None:
+    topology = load(REPO / "topologies" / "seed.toml")
+    sim = booted(topology)
+    scotland = topology.group("scotland")
+    sim.partition(Partition([(scotland.first_rank, scotland.end_rank, 1)]))
+    sim.run_until(sim.now + 4_000 * MS)
+    # Scotland alone keeps its own leaf group (5 of 5 votes) but is cut off from the root.
+    assert lease_holder(sim, scotland.index) is not None
+    assert not any(sim.nodes[r].in_primary(sim.now) for r in scotland.ranks)
+    # The rest of the company (us, apac and the root) goes on as the primary component.
+    for site in ("us", "apac"):
+        assert all(sim.nodes[r].in_primary(sim.now) for r in topology.group(site).ranks)
+    # uk has two slots and a witness: exactly one side may hold it, never both.
+    uk = topology.group("uk").index
+    holders = [r for r in sim.live_ranks() if sim.nodes[r].lease_valid(uk, sim.now)]
+    assert len(holders) <= 1
+    assert sim.checker.violations == []
+    sim.partition(None)
+    sim.run_until(sim.now + 5_000 * MS)
+    assert all(sim.nodes[r].in_primary(sim.now) for r in sim.live_ranks())
+    assert sim.checker.violations == []
