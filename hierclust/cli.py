@@ -197,17 +197,10 @@ def demo(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """The main job on the embedded default topology (for now: validate and show it)."""
-    path = topology_file or default_topology_path()
-    if as_json:
-        topology_show(path, None, 6, True)
-        return
-    out.rule(f"hierclust {__version__}: demo topology")
-    topology_show(path, None, 4, False)
-    out.print(
-        "Next: deploying these agents on 127.0.0.1 and killing nodes arrives with the runtime "
-        "(see README, 'Status')."
-    )
+    """The main job: deploy the topology on 127.0.0.1, kill a leaf and a tier-1 leader, report."""
+    from hierclust.runtime.cli import demo_command
+
+    demo_command(topology_file or default_topology_path(), as_json)
 
 
 def topology_from_options(
@@ -342,6 +335,9 @@ def sim_fuzz(
             err.print(f"  reproduce: {command}")
     if result["failed_seeds"]:
         raise typer.Exit(1)
+
+
+__import__("hierclust.runtime.cli", fromlist=["register"]).register(app)
 
 
 def main() -> None:

@@ -1,0 +1,138 @@
+"""The control socket: one unix stream socket per worker process, JSON lines request/response.
+
+Request ``{"op": "status"}`` -> response ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
+Operations: ``status``, ``leaders`` (only who leads what: cheap to poll), ``kill {rank}``,
+``restart {rank, wipe}``, ``pause {rank, seconds}``, ``partition {ranks}``, ``heal``,
+``reload-keyring`` (re-read the keyring file: key rotation without downtime), ``stop``. The server
+never raises into the loop: a bad request gets an error response, a broken connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from hierclust.codec import KeyringError, load_keyring
+from hierclust.runtime.host import NodeHost
+
+MAX_REQUEST_BYTES = 64 * 1024
+UNIX_PATH_MAX = 107
+
+
+class ControlError(RuntimeError):
+    """A control request failed: the worker is gone, or it refused the request."""
+
+
+class ControlServer:
+    def __init__(self, host: NodeHost, path: Path, keyring_path: Path | None = None) -> None:
+        self.host = host
+        self.path = path
+        self.keyring_path = keyring_path
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        if len(str(self.path)) > UNIX_PATH_MAX:
+            raise OSError(f"{self.path}: control socket path longer than {UNIX_PATH_MAX} bytes")
+        self.path.unlink(missing_ok=True)
+        self.server = await asyncio.start_unix_server(
+            self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES
+        )
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(Exception):
+                await self.server.wait_closed()
+            self.server = None
+        self.path.unlink(missing_ok=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except (ValueError, ConnectionError):
+                    break
+                if not line:
+                    break
+                response = await self.handle(line)
+                writer.write(json.dumps(response, separators=(",", ":")).encode() + b"\n")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def handle(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise ValueError("expected a JSON object")
+            op = request.get("op")
+            host = self.host
+            if op == "status":
+                return {"ok": True, **host.snapshot()}
+            if op == "leaders":
+                return {"ok": True, **host.leading()}
+            if op == "kill":
+                return {"ok": True, "t_ns": host.kill(int(request["rank"]))}
+            if op == "restart":
+                await host.restart(int(request["rank"]), wipe=bool(request.get("wipe", False)))
+                return {"ok": True}
+            if op == "pause":
+                host.pause(int(request["rank"]), float(request["seconds"]))
+                return {"ok": True}
+            if op == "partition":
+                host.partition({int(r) for r in request["ranks"]})
+                return {"ok": True}
+            if op == "heal":
+                host.partition(None)
+                return {"ok": True}
+            if op == "reload-keyring":
+                keyring = load_keyring(self.keyring_path) if self.keyring_path else None
+                if keyring is None:
+                    return {"ok": False, "error": "this worker has no keyring file"}
+                host.set_keyring(keyring)
+                return {"ok": True, "primary": keyring.primary_id, "keys": list(keyring.key_ids)}
+            if op == "stop":
+                asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(host.stop()))
+                return {"ok": True}
+            return {"ok": False, "error": f"unknown op {op!r}"}
+        except (KeyError, ValueError, TypeError, OSError, KeyringError) as exc:
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def request(path: Path, payload: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
+    """One synchronous request/response over a control socket; :class:`ControlError` if the
+    worker is not there or answers with an error."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout_s)
+    try:
+        sock.connect(str(path))
+        sock.sendall(json.dumps(payload).encode() + b"\n")
+        chunks: list[bytes] = []
+        while True:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if chunk.endswith(b"\n"):
+                break
+    except OSError as exc:
+        raise ControlError(f"{path}: {exc.strerror or exc}") from None
+    finally:
+        sock.close()
+    try:
+        response = json.loads(b"".join(chunks))
+    except ValueError:
+        raise ControlError(f"{path}: no valid answer") from None
+    if not isinstance(response, dict) or not response.get("ok"):
+        error = response.get("error") if isinstance(response, dict) else response
+        raise ControlError(f"{path}: {error}")
+    return response

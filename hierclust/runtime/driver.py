@@ -1,0 +1,370 @@
+"""One node's driver: feeds ``node.step`` and carries out the effects it returns, in order.
+
+Theory of operation
+-------------------
+Every input (a datagram, a timer, a lag report, a command) becomes one synchronous call of
+:meth:`NodeDriver.feed`: ``node.step(time.monotonic_ns(), input)`` and then each effect in turn.
+Nothing awaits in between, so effects of one step never interleave with another input, and a
+:class:`~hierclust.core.types.Persist` is fsync'd and renamed into place before the next effect
+(typically the ``Send`` of the vote it records) runs. A persist that fails crashes the node: it must
+not act on state it could not make durable.
+
+Timers are ``loop.call_at`` handles, at most one per key; a later ``SetTimer`` replaces the
+handle. The lateness of every timer (how long after its due time it ran) is the loop-lag sample
+the host turns into :class:`~hierclust.core.types.LoopLag` inputs.
+
+A node started without a state file (first boot outside ``deploy``, or a lost state directory) is
+*amnesiac*: it may have voted in a term before and forgotten it. It boots with a fresh incarnation
+from the wall clock and stays mute (receives, sends nothing) for ``quarantine_ns``, a couple of
+election timeouts, so that elections it may have voted in are over before it can vote again. This
+narrows, but cannot close, the window for a double vote; see the runtime docs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hierclust.codec import Codec, Decoded, DropLogger, Dropped, EncodeError
+from hierclust.core.node import Node, PersistentState
+from hierclust.core.types import (
+    Alive,
+    CancelTimer,
+    Emit,
+    Input,
+    Persist,
+    Received,
+    Send,
+    SetTimer,
+    Start,
+    TimerFired,
+    Unreachable,
+    witness_group,
+    witness_id,
+)
+from hierclust.runtime.state import load_state, save_state
+from hierclust.runtime.tiebreak import disk_exchange
+from hierclust.runtime.transport import AddressTuple, UdpEndpoint
+
+if TYPE_CHECKING:
+    from hierclust.runtime.host import HostContext
+
+_LOG = logging.getLogger("hierclust.runtime")
+
+
+@dataclass(slots=True)
+class DriverStats:
+    sent: int = 0
+    sent_bytes: int = 0
+    received: int = 0
+    suppressed: int = 0  # muted (quarantine), filtered (partition) or no address
+    encode_errors: int = 0
+    unreachable: int = 0
+    persists: int = 0
+    started_ns: int = 0
+
+
+class NodeDriver:
+    """Runs one :class:`Node` (``rank``) on its own UDP socket inside a host's event loop."""
+
+    def __init__(self, ctx: HostContext, rank: int) -> None:
+        self.ctx = ctx
+        self.rank = rank
+        self.name = ctx.topology.node_name(rank)
+        self.state_path: Path = ctx.state_path(rank)
+        self.node: Node | None = None
+        self.codec: Codec | None = None
+        self.endpoint: UdpEndpoint | None = None
+        self.timers: dict[tuple[Any, ...], asyncio.TimerHandle] = {}
+        self.recv_task: asyncio.Task[None] | None = None
+        self.stats = DriverStats()
+        self.muted_until_ns = 0
+        self.paused_until_ns = 0
+        self.amnesiac = False
+        self.drop_log = DropLogger(prefix=self.name)
+        self.on_crash: Callable[[NodeDriver, str], None] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.node is not None
+
+    async def bind(self) -> None:
+        """Open the node's socket (first, for every node of a host, so port clashes show early)."""
+        address = self.ctx.addresses[self.rank]
+        if address is None:
+            raise OSError(f"{self.name} has no address in {self.ctx.topology.source}")
+        for attempt in range(50):
+            try:
+                self.endpoint = await UdpEndpoint.open(address[0], address[1])
+                return
+            except OSError as exc:
+                # our own socket of a moment ago closes on the next loop turns (restart)
+                if exc.errno != errno.EADDRINUSE or attempt == 49:
+                    raise
+                await asyncio.sleep(0.02)
+
+    def boot(self) -> None:
+        """Create the core node from the state file (or amnesiac) and feed it ``Start``."""
+        assert self.endpoint is not None, "bind() first"
+        persisted = load_state(self.state_path)
+        now = time.monotonic_ns()
+        if persisted is None:
+            self.amnesiac = True
+            # wall-clock seconds: above any incarnation this node had, as long as it restarted
+            # less often than once a second and the clock is sane
+            persisted = PersistentState(int(time.time()) - 1_700_000_000)
+            self.muted_until_ns = now + self.ctx.quarantine_ns
+        else:
+            self.amnesiac = False
+            self.muted_until_ns = 0
+        node = Node(self.ctx.topology, self.rank, rng=random.Random(), persisted=persisted)
+        self.node = node
+        # Sequence numbers from the wall clock (us): a restart, even one that lost its state,
+        # never reuses numbers peers still hold in their replay windows.
+        self.codec = Codec(
+            cluster=self.ctx.topology.name,
+            node=self.rank,
+            incarnation=node.incarnation,
+            keyring=self.ctx.keyring,
+            registry=self.ctx.registry,
+            first_seq=time.time_ns() // 1000,
+        )
+        self.stats.started_ns = now
+        self.recv_task = asyncio.get_running_loop().create_task(self._recv_loop())
+        self.ctx.bus.note(
+            {
+                "event": "Booted",
+                "node": self.name,
+                "rank": self.rank,
+                "incarnation": node.incarnation,
+                "amnesiac": self.amnesiac,
+            }
+        )
+        self.feed(Start())
+
+    def crash(self, reason: str = "killed") -> None:
+        """Stop at once, as a crash would: socket closed, timers dropped, no goodbye."""
+        if self.node is None:
+            return
+        self.node = None
+        for handle in self.timers.values():
+            handle.cancel()
+        self.timers.clear()
+        if self.recv_task is not None:
+            self.recv_task.cancel()
+            self.recv_task = None
+        if self.endpoint is not None:
+            self.endpoint.close()
+            self.endpoint = None
+        self.ctx.bus.note(
+            {"event": "Crashed", "node": self.name, "rank": self.rank, "reason": reason}
+        )
+        if self.on_crash is not None:
+            self.on_crash(self, reason)
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def feed(self, inp: Input) -> None:
+        node = self.node
+        if node is None:
+            return
+        effects = node.step(time.monotonic_ns(), inp)
+        self._apply(effects)
+
+    def _apply(self, effects: list[Any]) -> None:
+        for effect in effects:
+            if self.node is None:
+                return  # crashed half-way (failed persist): carry out nothing more
+            kind = type(effect)
+            if kind is Send:
+                self._send(effect.dst, effect.msg)
+            elif kind is SetTimer:
+                self._set_timer(effect.key, effect.at_ns)
+            elif kind is CancelTimer:
+                handle = self.timers.pop(effect.key, None)
+                if handle is not None:
+                    handle.cancel()
+            elif kind is Persist:
+                self._persist(effect.state)
+            elif kind is Emit:
+                self.ctx.bus.publish(self.rank, self.name, effect.event)
+            else:  # pragma: no cover - a new effect type must be handled here
+                raise TypeError(f"unknown effect {effect!r}")
+
+    def _persist(self, state: PersistentState) -> None:
+        try:
+            save_state(self.state_path, state)
+        except OSError as exc:
+            _LOG.error(
+                "%s: cannot write %s: %s; crashing the node",
+                self.name,
+                self.state_path,
+                exc.strerror,
+            )
+            self.crash("persist failed")
+            return
+        self.stats.persists += 1
+        codec = self.codec
+        if codec is not None and codec.incarnation != state.incarnation:
+            codec.incarnation = state.incarnation  # a refutation: later datagrams carry the new one
+
+    def _send(self, dst: int, msg: Any) -> None:
+        stats = self.stats
+        if self.muted_until_ns and time.monotonic_ns() < self.muted_until_ns:
+            stats.suppressed += 1
+            return
+        if dst < 0 and witness_group(dst) in self.ctx.disk_leases:
+            self._disk(witness_group(dst), msg)
+            return
+        addr = self.ctx.address_of(dst)
+        if addr is None or not self.ctx.allows(self.rank, dst):
+            stats.suppressed += 1
+            return
+        codec = self.codec
+        endpoint = self.endpoint
+        if codec is None or endpoint is None:
+            return
+        try:
+            data = codec.encode(msg, dst)
+        except EncodeError as exc:
+            stats.encode_errors += 1
+            _LOG.error("%s: cannot encode %s for %s: %s", self.name, type(msg).__name__, dst, exc)
+            return
+        stats.sent += 1
+        stats.sent_bytes += len(data)
+        bounced = endpoint.send(data, addr)
+        if bounced:
+            self._report_unreachable(bounced)
+
+    def _disk(self, group: int, msg: Any) -> None:
+        """A disk tie-breaker request, carried out on the lease file; the answer comes back as
+        an input on the next loop turn (never inside this step)."""
+        path = self.ctx.disk_leases[group]
+        try:
+            effects = disk_exchange(path, group, self.rank, msg)
+        except OSError as exc:
+            self.stats.suppressed += 1
+            _LOG.warning("%s: disk lease %s: %s", self.name, path, exc.strerror)
+            return
+        loop = asyncio.get_running_loop()
+        for effect in effects:
+            if type(effect) is Send and effect.dst == self.rank:
+                loop.call_soon(self.feed, Received(witness_id(group), effect.msg))
+
+    def _set_timer(self, key: tuple[Any, ...], at_ns: int) -> None:
+        old = self.timers.get(key)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        delay = (at_ns - time.monotonic_ns()) / 1e9
+        self.timers[key] = loop.call_at(loop.time() + max(0.0, delay), self._fire, key, at_ns)
+
+    def _fire(self, key: tuple[Any, ...], at_ns: int) -> None:
+        self.timers.pop(key, None)
+        now = time.monotonic_ns()
+        if now < self.paused_until_ns:
+            # a paused (stalled) node runs its timers late, all at once, like after a GC stall
+            self._set_timer(key, self.paused_until_ns)
+            return
+        self.ctx.note_lag(now - at_ns)
+        self.feed(TimerFired(key))
+
+    # -- receive path ------------------------------------------------------------------------------
+    async def _recv_loop(self) -> None:
+        endpoint = self.endpoint
+        if endpoint is None:
+            return
+        while True:
+            try:
+                got = await endpoint.recv()
+            except ConnectionRefusedError:
+                self._report_unreachable(endpoint.unreachable())
+                continue
+            except OSError:
+                continue
+            if got is None:
+                return
+            if self.paused_until_ns:
+                wait_ns = self.paused_until_ns - time.monotonic_ns()
+                if wait_ns > 0:
+                    await asyncio.sleep(wait_ns / 1e9)
+                self.paused_until_ns = 0
+            try:
+                self.on_datagram(got[0], got[1])
+            except Exception:  # the receive loop must survive anything one datagram does
+                _LOG.exception("%s: error handling a datagram from %s", self.name, got[1])
+
+    def on_datagram(self, data: bytes, peer: AddressTuple) -> None:
+        codec = self.codec
+        if codec is None or self.node is None:
+            return
+        result = codec.decode(data)
+        if type(result) is Decoded:
+            self.stats.received += 1
+            if not self.ctx.allows(result.src, self.rank):
+                self.stats.suppressed += 1
+                return
+            self.feed(Received(result.src, result.msg))
+        else:
+            assert isinstance(result, Dropped)
+            self.drop_log.note(time.monotonic_ns(), result, peer=f"{peer[0]}:{peer[1]}")
+
+    def _report_unreachable(self, addrs: list[AddressTuple]) -> None:
+        for addr in addrs:
+            dst = self.ctx.rank_at.get(addr)
+            if dst is not None:
+                self.stats.unreachable += 1
+                self.feed(Unreachable(dst))
+
+    # -- queries -----------------------------------------------------------------------------------
+    def snapshot(self, now: int) -> dict[str, Any]:
+        """What ``status`` shows about this node (JSON-ready)."""
+        node = self.node
+        base: dict[str, Any] = {"rank": self.rank, "name": self.name, "running": node is not None}
+        codec_counts = self.codec.counters.as_dict() if self.codec is not None else {}
+        base["datagrams"] = {
+            "sent": self.stats.sent,
+            "sent_bytes": self.stats.sent_bytes,
+            "received": self.stats.received,
+            "suppressed": self.stats.suppressed,
+            "unreachable": self.stats.unreachable,
+            **{k: v for k, v in codec_counts.items() if k.startswith("dropped")},
+        }
+        if node is None:
+            return base
+        groups = []
+        for gi in node.groups():
+            leader = node.leader_of(gi)
+            groups.append(
+                {
+                    "group": gi,
+                    "leader": leader,
+                    "term": node.term(gi),
+                    "leading": node.is_leader(gi),
+                    "lease": node.lease_valid(gi, now),
+                    "quorate": node.quorate(gi, now),
+                    "view_id": node.view_id(gi),
+                }
+            )
+        failed: dict[int, int] = {}
+        alive: dict[int, int] = {}
+        for notice in node.known_notices():
+            table = alive if isinstance(notice, Alive) else failed
+            table[notice.node] = max(table.get(notice.node, 0), notice.incarnation)
+        base.update(
+            incarnation=node.incarnation,
+            amnesiac=self.amnesiac,
+            muted=bool(self.muted_until_ns and now < self.muted_until_ns),
+            paused=now < self.paused_until_ns,
+            in_primary=node.in_primary(now),
+            groups=groups,
+            failed=sorted([r, inc] for r, inc in failed.items() if alive.get(r, 0) <= inc),
+        )
+        return base

@@ -1,0 +1,103 @@
+"""The event bus: what nodes conclude (:class:`~hierclust.core.types.Emit`), for everyone to read.
+
+In-process subscribers get each event as a :class:`EventRecord` as it happens; the bus also
+appends one JSON object per line to its log file (all events except lease renewals, which would
+otherwise be most of it). Every record carries ``t_ns`` from
+``time.monotonic_ns()``: on one host all processes share that clock, so the demo can line up events
+from many worker processes against the moment of a kill.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from hierclust.core.types import Alive, Failure, LeaseChanged
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    t_ns: int
+    rank: int
+    node: str
+    event: Any
+
+
+def event_fields(event: Any) -> dict[str, Any]:
+    """A core event as flat JSON-ready fields: ``{"event": "NoticeLearned", ...}``."""
+    fields: dict[str, Any] = {"event": type(event).__name__}
+    if dataclasses.is_dataclass(event):
+        for f in dataclasses.fields(event):
+            value = getattr(event, f.name)
+            if isinstance(value, Failure | Alive):
+                notice = dataclasses.asdict(value)
+                notice["kind"] = "failed" if isinstance(value, Failure) else "alive"
+                fields[f.name] = notice
+            else:
+                fields[f.name] = value
+    else:
+        fields["value"] = repr(event)
+    return fields
+
+
+def record_json(record: EventRecord) -> dict[str, Any]:
+    return {
+        "t_ns": record.t_ns,
+        "node": record.node,
+        "rank": record.rank,
+        **event_fields(record.event),
+    }
+
+
+Subscriber = Callable[[EventRecord], None]
+
+
+class EventBus:
+    """Fan-out of node events to subscribers and to a JSON-lines file (line-buffered)."""
+
+    def __init__(self, log_path: Path | None = None) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._leases: dict[tuple[int, int], tuple[int, bool]] = {}
+        self._log: IO[str] | None = None
+        if log_path is not None:
+            self._log = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Add a subscriber; returns the function that removes it."""
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber)
+
+    def publish(self, rank: int, node: str, event: Any, t_ns: int | None = None) -> None:
+        record = EventRecord(time.monotonic_ns() if t_ns is None else t_ns, rank, node, event)
+        if self._log is not None and self._worth_logging(rank, event):
+            self._log.write(json.dumps(record_json(record), separators=(",", ":")) + "\n")
+        for subscriber in tuple(self._subscribers):
+            subscriber(record)
+
+    def _worth_logging(self, rank: int, event: Any) -> bool:
+        """Every event but lease *renewals*: a leader renews every few heartbeats, which would
+        be most of the log (status shows the lease); taking, losing or a new term is logged."""
+        if type(event) is not LeaseChanged:
+            return True
+        key = (rank, event.group)
+        state = (event.term, event.held)
+        if self._leases.get(key) == state:
+            return False
+        self._leases[key] = state
+        return True
+
+    def note(self, payload: dict[str, Any]) -> None:
+        """A runtime (not core) event for the log, e.g. a kill: ``{"event": "Killed", ...}``."""
+        if self._log is not None:
+            line = {"t_ns": time.monotonic_ns(), **payload}
+            self._log.write(json.dumps(line, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None

@@ -1,0 +1,253 @@
+"""A host process's share of a cluster: many :class:`NodeDriver` s in one event loop.
+
+:class:`HostContext` holds what the drivers of one process share: the topology, the keyring and
+message registry, the address table, the event bus, the loop-lag sampler and the lab transport
+filter (``partition``/``heal``). :class:`NodeHost` owns the drivers, the lag monitor (one
+``LoopLag`` per heartbeat to every node), the control socket and the optional metrics endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from hierclust.codec import Keyring, MessageRegistry
+from hierclust.core.types import LoopLag, witness_group
+from hierclust.runtime.driver import NodeDriver
+from hierclust.runtime.events import EventBus
+from hierclust.runtime.tiebreak import WitnessServer
+from hierclust.runtime.transport import AddressTuple
+from hierclust.topology import Topology
+
+_LOG = logging.getLogger("hierclust.runtime")
+MS = 1_000_000
+BOOT_BATCH = 8
+BOOT_PAUSE_S = 0.02
+"""Boot pacing: ``BOOT_BATCH`` nodes, then a pause that also runs whatever the loop has queued
+(at most 400 nodes/s per process, slower when the loop is busy). Booting 512 nodes at once made
+their first elections coincide: on a 2-core box with one core taken by other work the 1,024-node
+topology then did not settle (split votes while the loop was backlogged); paced, it was led in
+5.6-7 s. With both cores taken by other work it still does not settle."""
+
+
+class HostContext:
+    """Shared, per-process runtime context of a set of drivers."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        keyring: Keyring,
+        state_dir: Path,
+        bus: EventBus,
+        *,
+        registry: MessageRegistry | None = None,
+    ) -> None:
+        self.topology = topology
+        self.keyring = keyring
+        self.registry = registry or MessageRegistry.from_module()
+        self.state_dir = state_dir
+        self.bus = bus
+        self.addresses: list[AddressTuple | None] = []
+        for rank in range(topology.num_nodes):
+            a = topology.address(rank)
+            self.addresses.append(None if a is None else (a.host, a.port))
+        self.rank_at: dict[AddressTuple, int] = {
+            a: r for r, a in enumerate(self.addresses) if a is not None
+        }
+        self.witness_addresses: dict[int, AddressTuple] = {}
+        self.disk_leases: dict[int, Path] = {}
+        for g in topology.by_index:
+            tb = g.tiebreaker
+            if tb is not None and tb.kind == "witness" and tb.address is not None:
+                self.witness_addresses[g.index] = (tb.address.host, tb.address.port)
+            elif tb is not None and tb.kind == "disk" and tb.path:
+                self.disk_leases[g.index] = disk_lease_path(topology, tb.path)
+        tuning = topology.tuning
+        self.heartbeat_ns = tuning.heartbeat_ms * MS
+        election_ms = max(g.tuning.election_timeout_ms for g in topology.by_index)
+        lease_ms = max(g.tuning.lease_ms for g in topology.by_index)
+        self.quarantine_ns = (2 * election_ms + lease_ms) * MS
+        self.lag_max_ns = 0
+        self.lag_total_max_ns = 0
+        self.last_lag_ms = 0
+        self.isolated: frozenset[int] | None = None
+
+    def state_path(self, rank: int) -> Path:
+        return self.state_dir / "nodes" / f"{self.topology.node_name(rank)}.json"
+
+    def address_of(self, dst: int) -> AddressTuple | None:
+        if dst >= 0:
+            return self.addresses[dst] if dst < len(self.addresses) else None
+        return self.witness_addresses.get(witness_group(dst))  # a witness daemon
+
+    def allows(self, src: int, dst: int) -> bool:
+        """Lab partition: datagrams never cross the boundary of the isolated set."""
+        isolated = self.isolated
+        return isolated is None or ((src in isolated) == (dst in isolated))
+
+    def note_lag(self, lag_ns: int) -> None:
+        if lag_ns > self.lag_max_ns:
+            self.lag_max_ns = lag_ns
+
+
+def disk_lease_path(topology: Topology, path: str) -> Path:
+    """A disk tie-breaker's lease file; relative paths are relative to the topology file."""
+    lease = Path(path)
+    return lease if lease.is_absolute() else Path(topology.source).resolve().parent / lease
+
+
+def local_witnesses(topology: Topology) -> dict[AddressTuple, list[int]]:
+    """Witness tie-breakers of ``topology`` on this host's loopback, by address."""
+    found: dict[AddressTuple, list[int]] = {}
+    for g in topology.by_index:
+        tb = g.tiebreaker
+        if tb is not None and tb.kind == "witness" and tb.address is not None:
+            if tb.address.host in ("127.0.0.1", "localhost"):
+                found.setdefault((tb.address.host, tb.address.port), []).append(g.index)
+    return found
+
+
+class NodeHost:
+    """Runs ``ranks`` of ``topology`` in the current event loop (and, with ``witnesses``, the
+    topology's local witness daemons)."""
+
+    def __init__(self, ctx: HostContext, ranks: list[int], *, witnesses: bool = False) -> None:
+        self.ctx = ctx
+        self.drivers: dict[int, NodeDriver] = {r: NodeDriver(ctx, r) for r in ranks}
+        self.witnesses: list[WitnessServer] = (
+            [WitnessServer(ctx, a, gs) for a, gs in local_witnesses(ctx.topology).items()]
+            if witnesses
+            else []
+        )
+        self._lag_task: asyncio.Task[None] | None = None
+        self.stopped = asyncio.Event()
+        self.started_ns = 0
+
+    async def start(self) -> None:
+        """Bind every socket first (a port clash fails before any node talks), then boot."""
+        try:
+            for witness in self.witnesses:
+                await witness.start()
+            for driver in self.drivers.values():
+                await driver.bind()
+        except OSError:
+            for witness in self.witnesses:
+                witness.close()
+            for driver in self.drivers.values():
+                if driver.endpoint is not None:
+                    driver.endpoint.close()
+            raise
+        self.started_ns = time.monotonic_ns()
+        for i, driver in enumerate(self.drivers.values()):
+            driver.boot()
+            if i % BOOT_BATCH == BOOT_BATCH - 1:
+                # let the timers of nodes already up run on time: a long blocking boot makes
+                # every early node late at once, and late candidates split the votes
+                await asyncio.sleep(BOOT_PAUSE_S)
+        self._lag_task = asyncio.get_running_loop().create_task(self._lag_monitor())
+
+    async def _lag_monitor(self) -> None:
+        """Every heartbeat: sample our own lateness, report the worst lag to every node."""
+        ctx = self.ctx
+        period = ctx.heartbeat_ns
+        due = time.monotonic_ns() + period
+        while True:
+            await asyncio.sleep(max(0, due - time.monotonic_ns()) / 1e9)
+            now = time.monotonic_ns()
+            ctx.note_lag(now - due)
+            lag_ms = ctx.lag_max_ns // MS
+            ctx.lag_total_max_ns = max(ctx.lag_total_max_ns, ctx.lag_max_ns)
+            ctx.last_lag_ms = int(lag_ms)
+            ctx.lag_max_ns = 0
+            for driver in self.drivers.values():
+                if driver.running:
+                    driver.feed(LoopLag(int(lag_ms)))
+            due = max(due + period, now)
+
+    # -- lab operations ---------------------------------------------------------------------------
+    def driver(self, rank: int) -> NodeDriver:
+        try:
+            return self.drivers[rank]
+        except KeyError:
+            raise KeyError(f"node rank {rank} is not run by this host") from None
+
+    def kill(self, rank: int) -> int:
+        """Crash a node now; returns the monotonic time of the kill."""
+        t = time.monotonic_ns()
+        self.driver(rank).crash("killed")
+        return t
+
+    async def restart(self, rank: int, *, wipe: bool = False) -> None:
+        """Bring a crashed (or running: crash it first) node back, optionally without its disk."""
+        driver = self.driver(rank)
+        driver.crash("restart")
+        if wipe:
+            driver.state_path.unlink(missing_ok=True)
+        await driver.bind()
+        driver.boot()
+
+    def pause(self, rank: int, seconds: float) -> None:
+        """Stall a node (no timers, no receive) for ``seconds``, like a long GC pause."""
+        driver = self.driver(rank)
+        driver.paused_until_ns = time.monotonic_ns() + int(seconds * 1e9)
+
+    def set_keyring(self, keyring: Keyring) -> None:
+        """Rotate keys without a restart: every node signs with the new primary from now on and
+        accepts exactly the new keyring's keys."""
+        self.ctx.keyring = keyring
+        for witness in self.witnesses:
+            witness.set_keyring(keyring)
+        for driver in self.drivers.values():
+            if driver.codec is not None:
+                driver.codec.keyring = keyring
+
+    def partition(self, ranks: set[int] | None) -> None:
+        self.ctx.isolated = None if ranks is None else frozenset(ranks)
+
+    # -- queries ----------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic_ns()
+        return {
+            "pid": os.getpid(),
+            "topology": self.ctx.topology.source,
+            "ranks": list(self.drivers),
+            "now_ns": now,
+            "started_ns": self.started_ns,
+            "lag_ms": self.ctx.last_lag_ms,
+            "lag_max_ms": self.ctx.lag_total_max_ns // MS,
+            "partition": None if self.ctx.isolated is None else sorted(self.ctx.isolated),
+            "nodes": [d.snapshot(now) for d in self.drivers.values()],
+        }
+
+    def leading(self) -> dict[str, Any]:
+        """The cheap part of a snapshot: which local node leads which group with a valid lease."""
+        now = time.monotonic_ns()
+        leading: list[list[int]] = []
+        running = 0
+        for rank, driver in self.drivers.items():
+            node = driver.node
+            if node is None:
+                continue
+            running += 1
+            leading.extend([rank, g] for g in node.groups() if node.lease_valid(g, now))
+        return {"running": running, "leading": leading}
+
+    async def stop(self) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_task
+            self._lag_task = None
+        for driver in self.drivers.values():
+            driver.crash("stopped")
+        for witness in self.witnesses:
+            witness.close()
+        # let the transports run their close callbacks before the loop goes away
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        self.stopped.set()

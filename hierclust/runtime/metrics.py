@@ -1,0 +1,127 @@
+"""Prometheus metrics of one worker process (``--metrics-port``; needs prometheus-client).
+
+The HTTP server runs in prometheus-client's thread; it never touches live node state. A task in
+the event loop refreshes an immutable sample every second and the collector reads only that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from hierclust.core.types import ElectionStarted, NoticeLearned, ViewChanged
+from hierclust.runtime.events import EventRecord
+from hierclust.runtime.host import NodeHost
+
+REFRESH_S = 1.0
+
+
+class HostMetrics:
+    server: Any = None
+
+    def __init__(self, host: NodeHost) -> None:
+        self.host = host
+        self.counts = {"notices": 0, "elections": 0, "view_changes": 0}
+        self.sample: dict[str, Any] = {}
+        self.task: asyncio.Task[None] | None = None
+        host.ctx.bus.subscribe(self._on_event)
+
+    def _on_event(self, record: EventRecord) -> None:
+        kind = type(record.event)
+        if kind is NoticeLearned:
+            self.counts["notices"] += 1
+        elif kind is ElectionStarted:
+            self.counts["elections"] += 1
+        elif kind is ViewChanged:
+            self.counts["view_changes"] += 1
+
+    def refresh(self) -> None:
+        now = time.monotonic_ns()
+        running = led = 0
+        sent = received = sent_bytes = 0
+        dropped: dict[str, int] = {}
+        for driver in self.host.drivers.values():
+            node = driver.node
+            sent += driver.stats.sent
+            sent_bytes += driver.stats.sent_bytes
+            received += driver.stats.received
+            if driver.codec is not None:
+                for reason, n in driver.codec.counters.dropped.items():
+                    dropped[reason.value] = dropped.get(reason.value, 0) + n
+            if node is None:
+                continue
+            running += 1
+            led += sum(1 for g in node.groups() if node.lease_valid(g, now))
+        self.sample = {
+            "nodes_running": running,
+            "groups_led": led,
+            "datagrams_sent": sent,
+            "datagram_bytes_sent": sent_bytes,
+            "datagrams_received": received,
+            "datagrams_dropped": dict(dropped),
+            "loop_lag_ms": self.host.ctx.last_lag_ms,
+            **self.counts,
+        }
+
+    async def run(self) -> None:
+        while True:
+            self.refresh()
+            await asyncio.sleep(REFRESH_S)
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        s = self.sample
+        if not s:
+            return
+        yield GaugeMetricFamily(
+            "hierclust_nodes_running", "Nodes running in this process", value=s["nodes_running"]
+        )
+        yield GaugeMetricFamily(
+            "hierclust_groups_led", "Groups led (with a lease) from here", value=s["groups_led"]
+        )
+        yield GaugeMetricFamily(
+            "hierclust_loop_lag_ms", "Event-loop lag at the last sample", value=s["loop_lag_ms"]
+        )
+        for name, key, doc in (
+            ("hierclust_datagrams_sent", "datagrams_sent", "Datagrams sent"),
+            ("hierclust_datagram_bytes_sent", "datagram_bytes_sent", "Bytes sent"),
+            ("hierclust_datagrams_received", "datagrams_received", "Datagrams accepted"),
+            ("hierclust_notices_learned", "notices", "Notices learned by local nodes"),
+            ("hierclust_elections_started", "elections", "Elections started by local nodes"),
+            ("hierclust_view_changes", "view_changes", "Group view changes seen by local nodes"),
+        ):
+            yield CounterMetricFamily(name, doc, value=s[key])
+        family = CounterMetricFamily(
+            "hierclust_datagrams_dropped", "Datagrams dropped, by reason", labels=["reason"]
+        )
+        for reason, n in sorted(s["datagrams_dropped"].items()):
+            family.add_metric([reason], n)
+        yield family
+
+
+def serve_metrics(host: NodeHost, port: int, addr: str = "127.0.0.1") -> HostMetrics:
+    """Start the HTTP endpoint on ``addr:port`` and the refresh task; returns the collector."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    metrics = HostMetrics(host)
+    metrics.refresh()
+    registry = CollectorRegistry()
+    registry.register(metrics)
+    server, _thread = start_http_server(port, addr=addr, registry=registry)
+    metrics.task = asyncio.get_running_loop().create_task(metrics.run())
+    metrics.server = server
+    return metrics
+
+
+def stop_metrics(metrics: HostMetrics) -> None:
+    if metrics.task is not None:
+        metrics.task.cancel()
+    server = metrics.server
+    if server is not None:
+        with contextlib.suppress(Exception):
+            server.shutdown()
+            server.server_close()

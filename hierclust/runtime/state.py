@@ -1,0 +1,87 @@
+"""Durable per-node state: the incarnation and the votes, one small JSON file per node.
+
+A vote is persisted before the reply that grants it leaves the node (the core orders the effects;
+the driver blocks on :func:`save_state` before carrying out the next one). The write is atomic:
+temp file in the same directory, fsync, rename over the old file, fsync the directory, so a crash
+at any instant leaves either the old state or the new one, never a torn file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hierclust.core.node import PersistentState
+
+STATE_VERSION = 1
+MAX_STATE_FILE_BYTES = 1 << 20
+
+
+class StateFileError(ValueError):
+    """A state file that exists but cannot be used; ``str()`` names the file and the problem."""
+
+
+def state_to_json(state: PersistentState) -> dict[str, Any]:
+    return {
+        "version": STATE_VERSION,
+        "incarnation": state.incarnation,
+        "votes": [list(v) for v in state.votes],
+    }
+
+
+def state_from_json(data: Any, source: str) -> PersistentState:
+    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        raise StateFileError(f"{source}: version: expected {STATE_VERSION}")
+    inc = data.get("incarnation")
+    if type(inc) is not int or inc < 0:
+        raise StateFileError(f"{source}: incarnation: expected a whole number >= 0, got {inc!r}")
+    votes = data.get("votes")
+    if not isinstance(votes, list):
+        raise StateFileError(f"{source}: votes: expected a list of [group, term, voted_for]")
+    parsed: list[tuple[int, int, int]] = []
+    for i, vote in enumerate(votes):
+        if not (isinstance(vote, list) and len(vote) == 3 and all(type(x) is int for x in vote)):
+            raise StateFileError(f"{source}: votes[{i}]: expected [group, term, voted_for]")
+        parsed.append((vote[0], vote[1], vote[2]))
+    return PersistentState(inc, tuple(parsed))
+
+
+def load_state(path: Path) -> PersistentState | None:
+    """The state in ``path``, or None when there is no file (first boot or lost state)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateFileError(f"{path}: cannot read: {exc.strerror}") from None
+    if len(raw) > MAX_STATE_FILE_BYTES:
+        raise StateFileError(f"{path}: larger than {MAX_STATE_FILE_BYTES} bytes")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise StateFileError(f"{path}: not JSON: {exc}") from None
+    return state_from_json(data, str(path))
+
+
+def save_state(path: Path, state: PersistentState) -> None:
+    """Write ``state`` to ``path`` atomically and durably (temp, fsync, rename, fsync dir)."""
+    payload = json.dumps(state_to_json(state), separators=(",", ":")).encode()
+    write_atomic(path, payload)
+
+
+def write_atomic(path: Path, payload: bytes) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, payload)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

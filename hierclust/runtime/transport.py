@@ -1,0 +1,106 @@
+"""One node's UDP endpoint: an asyncio-dgram stream over a socket we create ourselves.
+
+We create the socket so that we can (a) set ``IP_RECVERR``, without which Linux never reports ICMP
+"port unreachable" on an unconnected UDP socket, and (b) read the socket's error queue
+(``MSG_ERRQUEUE``), which names the *destination* that bounced, so the driver can tell the core
+``Unreachable(dst)``. Receiving goes through asyncio-dgram (``recv()``); sending calls
+``sendto`` on the non-blocking socket directly, synchronously, so a node's effects are carried
+out strictly in order without an await between them (UDP never blocks here: a full socket buffer
+is a lost datagram, counted, like any other loss).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from typing import Any
+
+import asyncio_dgram
+
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
+MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+MAX_ERRQUEUE_READS = 64
+"""Error-queue entries read per ICMP error report (a burst of bounces costs bounded work)."""
+
+AddressTuple = tuple[str, int]
+
+
+class UdpEndpoint:
+    """A bound UDP socket plus its asyncio-dgram stream."""
+
+    def __init__(self, sock: socket.socket, stream: Any) -> None:
+        self.sock = sock
+        self.stream = stream
+        self.closed = False
+        self.send_errors = 0
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> UdpEndpoint:
+        """Bind ``host:port``; ``OSError`` (e.g. address in use) propagates to the caller."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # uvloop 0.23 crashes (SIGSEGV) when an ICMP error arrives on an IP_RECVERR socket, so
+        # under uvloop there is no port-unreachable shortcut; detection still works by timeout.
+        loop = asyncio.get_running_loop()
+        recverr = sys.platform.startswith("linux") and isinstance(loop, asyncio.SelectorEventLoop)
+        try:
+            if recverr:
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.bind((host, port))
+            sock.setblocking(False)
+            stream = await asyncio_dgram.from_socket(sock)
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, stream)
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def send(self, data: bytes, addr: AddressTuple) -> list[AddressTuple]:
+        """Send one datagram; returns destinations the kernel reported unreachable meanwhile."""
+        if self.closed:
+            return []
+        try:
+            self.sock.sendto(data, addr)
+        except ConnectionRefusedError:
+            # a pending ICMP error surfaced here instead of on recv; the datagram is not sent
+            bounced = self.unreachable()
+            try:
+                self.sock.sendto(data, addr)
+            except OSError:
+                self.send_errors += 1
+            return bounced
+        except OSError:
+            self.send_errors += 1
+        return []
+
+    async def recv(self) -> tuple[bytes, AddressTuple] | None:
+        """The next datagram; None when the endpoint is closed. ``ConnectionRefusedError`` is
+        raised for an ICMP error (read :meth:`unreachable` then)."""
+        try:
+            data, addr = await self.stream.recv()
+        except asyncio_dgram.TransportClosed:
+            return None
+        return bytes(data), (str(addr[0]), int(addr[1]))
+
+    def unreachable(self) -> list[AddressTuple]:
+        """Destinations that bounced, from the socket's error queue (Linux); [] elsewhere."""
+        found: list[AddressTuple] = []
+        for _ in range(MAX_ERRQUEUE_READS):
+            try:
+                _data, _anc, _flags, addr = self.sock.recvmsg(1, 512, MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            if isinstance(addr, tuple) and len(addr) >= 2:
+                found.append((addr[0], addr[1]))
+        return found
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.stream.close()

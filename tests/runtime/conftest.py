@@ -1,0 +1,126 @@
+"""Helpers for real-UDP runtime tests: free ports on 127.0.0.1, topologies, in-process hosts."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+
+from hierclust.codec import Keyring, new_secret
+from hierclust.core.node import PersistentState
+from hierclust.runtime.events import EventBus, EventRecord
+from hierclust.runtime.host import HostContext, NodeHost
+from hierclust.runtime.state import save_state
+from hierclust.topology import Topology, from_dict, generate_document
+
+FAST = {"heartbeat_ms": 100, "suspect_after_ms": 400, "election_timeout_ms": 400, "lease_ms": 250}
+"""Shorter timings than the defaults so tests finish quickly (still consistent)."""
+
+
+def free_base_port(count: int) -> int:
+    """A base port with ``count`` consecutive free UDP ports on 127.0.0.1 (checked by binding)."""
+    for _ in range(50):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        base = int(probe.getsockname()[1])
+        probe.close()
+        if base + count > 65000:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free UDP ports")
+
+
+def make_topology(nodes: int, fanout: int, **tuning: int) -> Topology:
+    document = generate_document(nodes, fanout, base_port=free_base_port(nodes), name="t")
+    document["defaults"] = {**FAST, **tuning}
+    return from_dict(document, source=f"test-{nodes}x{fanout}")
+
+
+def init_states(topology: Topology, state_dir: Path) -> None:
+    (state_dir / "nodes").mkdir(parents=True, exist_ok=True)
+    for rank in range(topology.num_nodes):
+        save_state(state_dir / "nodes" / f"{topology.node_name(rank)}.json", PersistentState(0))
+
+
+class Cluster:
+    """An in-process host running some ranks of a topology, with every event recorded."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        state_dir: Path,
+        ranks: list[int] | None = None,
+        keyring: Keyring | None = None,
+        events: str = "test",
+    ):
+        self.topology = topology
+        self.state_dir = state_dir
+        self.keyring = keyring or Keyring(1, {1: new_secret()})
+        self.bus = EventBus(state_dir / f"events-{events}.jsonl")
+        self.records: list[EventRecord] = []
+        self.bus.subscribe(self.records.append)
+        self.ctx = HostContext(topology, self.keyring, state_dir, self.bus)
+        self.host = NodeHost(self.ctx, list(range(topology.num_nodes)) if ranks is None else ranks)
+
+    def leaders(self) -> dict[int, int]:
+        """Group -> the one running node leading it with a valid lease (groups with one only)."""
+        now = time.monotonic_ns()
+        found: dict[int, list[int]] = {}
+        for rank, driver in self.host.drivers.items():
+            node = driver.node
+            if node is None:
+                continue
+            for g in node.groups():
+                if node.is_leader(g) and node.lease_valid(g, now):
+                    found.setdefault(g, []).append(rank)
+        return {g: rs[0] for g, rs in found.items() if len(rs) == 1}
+
+    def all_led(self) -> bool:
+        return len(self.leaders()) == len(self.topology.by_index)
+
+    def settled(self, quiet_ms: int = 800) -> bool:
+        """Every group led and no view changed for ``quiet_ms`` (boot is over)."""
+        views = [r.t_ns for r in self.records if type(r.event).__name__ == "ViewChanged"]
+        last = max(views, default=0)
+        return self.all_led() and time.monotonic_ns() - last > quiet_ms * 1_000_000
+
+    def running(self) -> list[int]:
+        return [r for r, d in self.host.drivers.items() if d.running]
+
+
+async def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> None:
+    """Poll ``condition`` until true (bounded wait for real-network conditions)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest_asyncio.fixture
+async def cluster9(tmp_path: Path) -> AsyncIterator[Cluster]:
+    topology = make_topology(9, 3)
+    init_states(topology, tmp_path)
+    cluster = Cluster(topology, tmp_path)
+    await cluster.host.start()
+    try:
+        yield cluster
+    finally:
+        await cluster.host.stop()
+        cluster.bus.close()
