@@ -42,6 +42,7 @@ def test_a_schedule_is_a_pure_function_of_its_seed() -> None:
 
 
 @pytest.mark.fuzz
+@pytest.mark.timeout(7200)
 def test_ten_thousand_schedules() -> None:
     count = int(os.environ.get("HIERCLUST_FUZZ_SCHEDULES", "10000"))
     seed = int(os.environ.get("HIERCLUST_FUZZ_SEED", "1"))
