@@ -388,8 +388,9 @@ class Simulator:
                 excused = self._excused(accused)
                 self.checker.accusation(now, accused, alive, excused)
         elif kind is LeaseChanged:
-            slot = self.slots[rank]
-            end = self._true(rank, event.until_ns) if slot.skewed else event.until_ns
+            if event.held:
+                self._refresh_leases(event.group)
+            end = self._lease_end(rank, event.group, event.until_ns)
             self.checker.lease(now, rank, event.group, event.term, event.held, end)
         elif kind is LeaderChanged:
             if event.leader == rank:
@@ -403,6 +404,36 @@ class Simulator:
             self.checker.vote(now, rank, event.group, event.term, event.candidate)
         elif kind is QuorumChanged:
             pass
+
+    def _exact_lease_end(self, rank: int, group: int) -> int | None:
+        """The node's own lease end, in true time, where the node can tell."""
+        query = getattr(self.nodes[rank], "lease_until", None)
+        local = query(group) if query is not None else None
+        if local is None:
+            return None
+        return self._true(rank, local) if self.slots[rank].skewed else local
+
+    def _lease_end(self, rank: int, group: int, reported_local: int) -> int:
+        """A lease's end in true time: events report a lower bound between renewals, so the
+        node's exact value wins when it is later."""
+        reported = self._true(rank, reported_local) if self.slots[rank].skewed else reported_local
+        exact = self._exact_lease_end(rank, group)
+        return reported if exact is None else max(exact, reported)
+
+    def _refresh_leases(self, group: int) -> None:
+        """Before a new holder is checked, bring the others' lease ends up to date: renewals extend
+        leases silently, and a crashed holder acts no more."""
+        holders = self.checker.leases.get(group)
+        if not holders:
+            return
+        for other in list(holders):
+            if self.nodes[other] is None:
+                del holders[other]
+                continue
+            exact = self._exact_lease_end(other, group)
+            if exact is not None:
+                term, end = holders[other]
+                holders[other] = (term, max(end, exact))
 
     def _excused(self, accused: int) -> bool:
         """Whether an active or recent fault could explain accusing a live node."""

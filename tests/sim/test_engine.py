@@ -153,6 +153,7 @@ def test_skew_stretches_local_time_continuously() -> None:
 
 def test_safety_checker_flags_two_leases_and_double_votes() -> None:
     sim = make(1)
+    sim.run_until(0)  # boot the nodes: a crashed holder's lease would be dropped
     sim._event(1, LeaseChanged(group=0, term=1, held=True, until_ns=500 * MS))
     sim.now = 100 * MS
     sim._event(2, LeaseChanged(group=0, term=2, held=True, until_ns=600 * MS))
@@ -164,6 +165,11 @@ def test_safety_checker_flags_two_leases_and_double_votes() -> None:
     sim.now = 700 * MS
     sim._event(1, LeaseChanged(group=0, term=1, held=True, until_ns=900 * MS))
     assert [v.kind for v in sim.checker.violations][-1] == "fencing-token"
+    # A crashed holder acts no more: its lease does not count against a new holder.
+    sim.crash(1)
+    sim.now = 800 * MS
+    sim._event(3, LeaseChanged(group=0, term=3, held=True, until_ns=1200 * MS))
+    assert [v.kind for v in sim.checker.violations].count("two-leases") == 1
 
 
 def test_cancel_timer_and_emit_reach_the_simulator() -> None:
