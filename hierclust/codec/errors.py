@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hierclust.errors import FileKeyError
+
 
 class EncodeError(ValueError):
     """A message that cannot be encoded: unregistered type, ill-typed field, or too big."""
@@ -25,15 +27,5 @@ class SchemaError(TypeError):
     """A message type the codec cannot carry (found when the registry is built)."""
 
 
-class KeyringError(ValueError):
-    """A keyring file (or keyring) that cannot be used.
-
-    ``str()`` is one line: ``FILE: KEY: what is wrong; what is expected``. Never contains a secret.
-    """
-
-    def __init__(self, source: str, key: str, message: str) -> None:
-        self.source = source
-        self.key = key
-        self.message = message
-        where = f"{source}: {key}" if key else source
-        super().__init__(f"{where}: {message}")
+class KeyringError(FileKeyError):
+    """A keyring file (or keyring) that cannot be used. Its message never contains a secret."""
