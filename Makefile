@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format fuzz bench clean
+.PHONY: help install demo test lint format fuzz bench bench-deps clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -37,8 +37,19 @@ test: lint ## Lint, then the test suite (a few minutes)
 fuzz: $(STAMP) ## Long fuzz runs (many seeded schedules)
 	$(BIN)/pytest -m fuzz
 
-bench: $(STAMP) ## Benchmarks: print JSON reports (see docs/benchmarks.md)
+BENCH_OUT ?= /tmp/hierclust-bench
+
+bench: $(STAMP) ## Benchmarks: JSON and plots in /tmp/hierclust-bench (docs/benchmarks.md)
 	$(BIN)/python bench/topology_scale.py
+	mkdir -p $(BENCH_OUT)
+	$(BIN)/hierclust bench sweep --mode sim --sizes 1000,10000 --fanout 16 --json $(BENCH_OUT)/sweep-sim.json --plot $(BENCH_OUT)/sweep-sim.png
+	$(BIN)/hierclust bench --mode udp --nodes 1000 --fanout 16 --kill leaf --json $(BENCH_OUT)/udp1000-leaf.json --plot $(BENCH_OUT)/udp1000-leaf.png
+	$(BIN)/hierclust bench --mode udp --nodes 1000 --fanout 16 --kill leader --json $(BENCH_OUT)/udp1000-leader.json --plot $(BENCH_OUT)/udp1000-leader.png
+	$(BIN)/hierclust bench --mode udp --nodes 100 --fanout 16 --kill leaf --vs serf --uvloop --json $(BENCH_OUT)/serf100.json --plot $(BENCH_OUT)/serf100.png
+
+bench-deps: ## Install what `hierclust bench --vs serf` compares with (Debian's serf; as root)
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y serf
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -338,6 +338,7 @@ def sim_fuzz(
 
 
 __import__("hierclust.runtime.cli", fromlist=["register"]).register(app)
+__import__("hierclust.bench.cli", fromlist=["register"]).register(app)
 
 
 def main() -> None:

@@ -1,0 +1,88 @@
+"""The benchmark document: runs, their median summary, and the Serf comparison ratios (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hierclust.sim.scenario import REPORT_FIELDS, median_summary
+
+__all__ = [
+    "REPORT_FIELDS",
+    "SchemaError",
+    "check_report",
+    "document",
+    "median_summary",
+    "percentile",
+    "ratio",
+    "serf_ratios",
+    "summarize",
+]
+
+
+class SchemaError(ValueError):
+    """A report that lacks a DESIGN section 5 field or has one of the wrong type."""
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (the one the simulator and the demo use)."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def check_report(report: dict[str, Any]) -> None:
+    """Raise :class:`SchemaError` unless ``report`` has every DESIGN section 5 field."""
+    missing = [key for key in REPORT_FIELDS if key not in report]
+    if missing:
+        raise SchemaError(f"report lacks {', '.join(missing)}")
+    for key in ("nodes", "notified", "survivors"):
+        if not isinstance(report[key], int) or isinstance(report[key], bool):
+            raise SchemaError(f"{key}: expected an integer, got {report[key]!r}")
+    for key in REPORT_FIELDS:
+        if key.endswith("_ms") or key.endswith("_per_s") or key == "cpu_cores":
+            value = report[key]
+            if value is not None and not isinstance(value, int | float):
+                raise SchemaError(f"{key}: expected a number or null, got {value!r}")
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-field medians over ``runs`` (non-numeric fields from the first run)."""
+    if not runs:
+        raise ValueError("no runs to summarize")
+    summary = median_summary(runs)
+    for key, value in summary.items():
+        # a median of whole numbers that is whole stays an integer (nodes, notified, ...)
+        if isinstance(value, float) and value.is_integer():
+            if all(isinstance(r.get(key), int) for r in runs):
+                summary[key] = int(value)
+    summary["repeats"] = len(runs)
+    return summary
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator`` rounded to 3 places, or None when either is missing or the
+    denominator is not positive."""
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return round(numerator / denominator, 3)
+
+
+def serf_ratios(hierclust: dict[str, Any], serf: dict[str, Any]) -> dict[str, float | None]:
+    """``notify_max_ratio`` = serf / hierclust notify_max_ms (above 1: hierclust is faster);
+    ``datagrams_ratio`` = hierclust / serf msgs_per_node_per_s (above 1: hierclust costs more)."""
+    return {
+        "notify_max_ratio": ratio(serf.get("notify_max_ms"), hierclust.get("notify_max_ms")),
+        "datagrams_ratio": ratio(
+            hierclust.get("msgs_per_node_per_s"), serf.get("msgs_per_node_per_s")
+        ),
+    }
+
+
+def document(runs: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """``{"runs": runs, "summary": medians}``, plus ``extra`` keys merged into the summary."""
+    for run in runs:
+        check_report(run)
+    summary = summarize(runs)
+    summary.update(extra)
+    return {"runs": runs, "summary": summary}

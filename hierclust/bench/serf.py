@@ -1,0 +1,380 @@
+"""The same kill against HashiCorp Serf: N ``serf agent`` processes on 127.0.0.1.
+
+Where it can (root, ``ip`` present) the agents run in a network namespace created for the run
+(``hcbench-<pid>``, its own ``lo``): only Serf talks there, so the namespace's UDP counters
+(``/proc/<pid>/net/snmp``, ``OutDatagrams``) count exactly Serf's datagrams, and ``lo``'s transmit
+bytes (``/proc/<pid>/net/dev``, IP packets with headers, TCP push-pull included) bound its bytes.
+Without a namespace the datagram figures are ``None``.
+
+Each agent's stdout is read by one thread that stamps every line with ``time.monotonic_ns()``
+as it arrives; a survivor is notified when its ``serf: EventMemberFailed: <victim>`` line is read
+(before Serf's event-handler coalescing, so Serf is measured at its fastest). The victim gets
+SIGKILL. Every process is stopped by PID and the namespace deleted at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from hierclust.bench.report import percentile
+
+MS = 1_000_000
+BIND_BASE_PORT = 17946
+RPC_BASE_PORT = 15373
+MAX_AGENTS = 1000
+JOIN_RE = re.compile(rb"EventMemberJoin: (\S+)")
+FAILED_RE = re.compile(rb"EventMemberFailed: (\S+)")
+MARKED_RE = re.compile(rb"Marking (\S+) as failed")
+Progress = Callable[[str, float, float], None]
+
+
+class SerfError(RuntimeError):
+    """Serf could not be run or did not converge; one line."""
+
+
+def serf_binary() -> str | None:
+    return shutil.which("serf")
+
+
+def serf_version(binary: str) -> str:
+    try:
+        done = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    first = done.stdout.strip().splitlines()
+    return first[0].removeprefix("Serf ").strip() if first else "unknown"
+
+
+def skip_reason() -> str | None:
+    """Why the Serf comparison cannot run here, or None."""
+    if serf_binary() is None:
+        return "serf is not installed (`make bench-deps` installs Debian's serf)"
+    return None
+
+
+@dataclass
+class Agent:
+    index: int
+    name: str
+    process: subprocess.Popen[bytes]
+    joined: set[str] = field(default_factory=set)
+    failed_at: dict[str, int] = field(default_factory=dict)
+    marked_at: dict[str, int] = field(default_factory=dict)
+
+
+def udp_and_lo_counters(pid: int) -> tuple[int, int] | None:
+    """(UDP datagrams sent, lo bytes sent) in the network namespace of ``pid``."""
+    try:
+        snmp = Path(f"/proc/{pid}/net/snmp").read_text().splitlines()
+        dev = Path(f"/proc/{pid}/net/dev").read_text().splitlines()
+    except OSError:
+        return None
+    udp = [line.split() for line in snmp if line.startswith("Udp:")]
+    if len(udp) < 2:
+        return None
+    datagrams = int(udp[1][udp[0].index("OutDatagrams")])
+    lo_bytes = 0
+    for line in dev:
+        name, _, rest = line.partition(":")
+        if name.strip() == "lo":
+            lo_bytes = int(rest.split()[8])  # transmit bytes
+    return datagrams, lo_bytes
+
+
+class SerfCluster:
+    """N Serf agents, joined into one cluster. Use as a context manager: it always cleans up."""
+
+    def __init__(self, nodes: int, *, namespace: bool = True) -> None:
+        if not 2 <= nodes <= MAX_AGENTS:
+            raise SerfError(f"--nodes: Serf comparison runs 2..{MAX_AGENTS} agents, got {nodes}")
+        binary = serf_binary()
+        if binary is None:
+            raise SerfError("serf is not installed")
+        self.binary = binary
+        self.nodes = nodes
+        self.want_namespace = namespace and os.geteuid() == 0 and shutil.which("ip") is not None
+        self.netns: str | None = None
+        self.agents: list[Agent] = []
+        self.lock = threading.Lock()
+        self.selector = selectors.DefaultSelector()
+        self.reader: threading.Thread | None = None
+        self.stopping = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def __enter__(self) -> SerfCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
+
+    def start(self, progress: Progress | None = None) -> None:
+        if self.want_namespace:
+            name = f"hcbench-{os.getpid()}"
+            made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+            if made.returncode == 0:
+                self.netns = name
+                subprocess.run(
+                    ["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True
+                )
+        width = len(str(self.nodes - 1))
+        for i in range(self.nodes):
+            name = f"s{i:0{width}d}"
+            command = [
+                *self._prefix(),
+                self.binary,
+                "agent",
+                f"-node={name}",
+                f"-bind=127.0.0.1:{BIND_BASE_PORT + i}",
+                f"-rpc-addr=127.0.0.1:{RPC_BASE_PORT + i}",
+                "-log-level=info",
+            ]
+            if i > 0:
+                command.append(f"-join=127.0.0.1:{BIND_BASE_PORT}")
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            agent = Agent(i, name, process)
+            self.agents.append(agent)
+            assert process.stdout is not None
+            os.set_blocking(process.stdout.fileno(), False)
+            self.selector.register(process.stdout, selectors.EVENT_READ, agent)
+            if i == 0:
+                time.sleep(0.3)  # the seed agent listens before others join it
+            if progress is not None:
+                progress("starting serf agents", i + 1, self.nodes)
+        self.reader = threading.Thread(target=self._read, name="serf-logs", daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        """Stamp every agent log line on arrival (one monotonic clock) and keep what matters."""
+        partial: dict[int, bytes] = {}
+        while not self.stopping.is_set():
+            for key, _ in self.selector.select(timeout=0.1):
+                t = time.monotonic_ns()
+                agent: Agent = key.data
+                stream: IO[bytes] = key.fileobj  # type: ignore[assignment]
+                try:
+                    data = stream.read()
+                except (OSError, ValueError):
+                    data = b""
+                if not data:
+                    with contextlib.suppress(KeyError, ValueError):
+                        self.selector.unregister(stream)
+                    continue
+                data = partial.pop(agent.index, b"") + data
+                *lines, rest = data.split(b"\n")
+                if rest:
+                    partial[agent.index] = rest
+                with self.lock:
+                    for line in lines:
+                        if m := JOIN_RE.search(line):
+                            agent.joined.add(m.group(1).decode())
+                        elif m := FAILED_RE.search(line):
+                            agent.failed_at.setdefault(m.group(1).decode(), t)
+                        elif m := MARKED_RE.search(line):
+                            agent.marked_at.setdefault(m.group(1).decode(), t)
+
+    def close(self) -> None:
+        """SIGTERM every agent by PID, SIGKILL what is left after 3 s, delete the namespace."""
+        for agent in self.agents:
+            if agent.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(agent.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 3.0
+        for agent in self.agents:
+            try:
+                agent.process.wait(timeout=max(0.01, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(agent.process.pid, signal.SIGKILL)
+                agent.process.wait(timeout=5)
+        self.stopping.set()
+        if self.reader is not None:
+            self.reader.join(timeout=2)
+        for agent in self.agents:
+            if agent.process.stdout is not None:
+                agent.process.stdout.close()
+        self.selector.close()
+        if self.netns is not None:
+            subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+            self.netns = None
+
+    # -- measurements ------------------------------------------------------------------------------
+    def wait_converged(self, timeout_s: float, progress: Progress | None = None) -> float:
+        """Wait until every agent has seen all N members join; then check one agent's
+        ``serf members -status alive`` says N. Returns the seconds it took."""
+        start = time.monotonic()
+        deadline = start + timeout_s
+        names = {a.name for a in self.agents}
+        while True:
+            for agent in self.agents:
+                if agent.process.poll() is not None:
+                    raise SerfError(f"serf agent {agent.name} exited ({agent.process.returncode})")
+            with self.lock:
+                done = sum(1 for a in self.agents if names <= a.joined)
+            if progress is not None:
+                progress("serf agents converging", done, self.nodes)
+            if done == self.nodes:
+                break
+            if time.monotonic() > deadline:
+                raise SerfError(
+                    f"serf: only {done} of {self.nodes} agents saw every member within "
+                    f"{timeout_s:.0f} s"
+                )
+            time.sleep(0.1)
+        alive = self.members_alive(0)
+        if alive != self.nodes:
+            raise SerfError(
+                f"serf members on {self.agents[0].name}: {alive} alive, not {self.nodes}"
+            )
+        return time.monotonic() - start
+
+    def members_alive(self, index: int) -> int:
+        done = subprocess.run(
+            [
+                *self._prefix(),
+                self.binary,
+                "members",
+                f"-rpc-addr=127.0.0.1:{RPC_BASE_PORT + index}",
+                "-status=alive",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return len([line for line in done.stdout.splitlines() if line.strip()])
+
+    def counters(self) -> tuple[int, int] | None:
+        if self.netns is None:
+            return None
+        for agent in self.agents:
+            if agent.process.poll() is None:
+                return udp_and_lo_counters(agent.process.pid)
+        return None
+
+    def cpu_seconds(self) -> float:
+        from hierclust.bench.udp import cpu_seconds
+
+        return cpu_seconds([a.process.pid for a in self.agents])
+
+    def kill(self, index: int) -> int:
+        """SIGKILL agent ``index``; the monotonic time just before the signal."""
+        t = time.monotonic_ns()
+        os.kill(self.agents[index].process.pid, signal.SIGKILL)
+        return t
+
+    def failed_times(self, victim: str) -> dict[str, int]:
+        with self.lock:
+            return {a.name: a.failed_at[victim] for a in self.agents if victim in a.failed_at}
+
+    def false_failures(self, victim: str) -> int:
+        with self.lock:
+            return len({n for a in self.agents for n in a.failed_at if n != victim})
+
+    def first_marked(self, victim: str) -> int | None:
+        with self.lock:
+            times = [a.marked_at[victim] for a in self.agents if victim in a.marked_at]
+        return min(times) if times else None
+
+
+def serf_run(
+    nodes: int,
+    victim_index: int,
+    victim_role: str,
+    seed: int,
+    *,
+    steady_s: float = 5.0,
+    converge_timeout_s: float = 120.0,
+    after_s: float = 60.0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """One Serf run: start, converge, measure a steady window, SIGKILL one agent, wait until
+    every survivor logs ``EventMemberFailed`` for it; a DESIGN section 5 report (mode "serf")."""
+    with SerfCluster(nodes) as cluster:
+        started = time.monotonic_ns()
+        cluster.start(progress)
+        converge_s = cluster.wait_converged(converge_timeout_s, progress)
+        time.sleep(1.0)
+        before, cpu0, t0 = cluster.counters(), cluster.cpu_seconds(), time.monotonic_ns()
+        end = time.monotonic() + steady_s
+        while time.monotonic() < end:
+            if progress is not None:
+                progress("serf steady window", steady_s - (end - time.monotonic()), steady_s)
+            time.sleep(0.1)
+        after, cpu1, t1 = cluster.counters(), cluster.cpu_seconds(), time.monotonic_ns()
+        window_s = (t1 - t0) / 1e9
+        victim = cluster.agents[victim_index].name
+        t_kill = cluster.kill(victim_index)
+        survivors = {a.name for a in cluster.agents} - {victim}
+        deadline = time.monotonic() + after_s
+        while time.monotonic() < deadline:
+            seen = cluster.failed_times(victim)
+            if progress is not None:
+                progress(
+                    f"serf kill {victim}: notified", len(seen.keys() & survivors), len(survivors)
+                )
+            if survivors <= seen.keys():
+                break
+            time.sleep(0.05)
+        seen = cluster.failed_times(victim)
+        delays = sorted((t - t_kill) / MS for n, t in seen.items() if n in survivors)
+        marked = cluster.first_marked(victim)
+        msgs = bytes_rate = None
+        if before is not None and after is not None:
+            msgs = round((after[0] - before[0]) / nodes / window_s, 3)
+            bytes_rate = round((after[1] - before[1]) / nodes / window_s, 1)
+        return {
+            "mode": "serf",
+            "nodes": nodes,
+            "fanout": None,
+            "depth": None,
+            "victim": victim,
+            "victim_role": victim_role,
+            "kill_at_ms": round((t_kill - started) / MS, 1),
+            "detect_ms": round((marked - t_kill) / MS, 1) if marked is not None else None,
+            "notify_p50_ms": round(percentile(delays, 0.5), 1) if delays else None,
+            "notify_p99_ms": round(percentile(delays, 0.99), 1) if delays else None,
+            "notify_max_ms": round(delays[-1], 1) if delays else None,
+            "notified": len(delays),
+            "survivors": len(survivors),
+            "reelect_ms": None,
+            "groups_disturbed": None,
+            "elections_elsewhere": None,
+            "false_positives": cluster.false_failures(victim),
+            "msgs_per_node_per_s": msgs,
+            "bytes_per_node_per_s": bytes_rate,
+            "cpu_cores": round((cpu1 - cpu0) / window_s, 3),
+            "seed": seed,
+            "version": f"serf {serf_version(cluster.binary)}",
+            "serf": {
+                "converge_s": round(converge_s, 2),
+                "window_s": round(window_s, 3),
+                "namespace": cluster.netns is not None,
+                "datagrams_counted": "UDP OutDatagrams of the run's own network namespace"
+                if cluster.netns is not None
+                else None,
+                "bytes_counted": "lo transmit bytes of that namespace (IP headers, TCP included)"
+                if cluster.netns is not None
+                else None,
+                "notify_ms": [round(d, 1) for d in delays],
+            },
+        }
