@@ -29,7 +29,8 @@ class Tuning:
     heartbeat_ms: int = field(
         default=200,
         metadata=_doc(
-            "How often a member pings its group leader. Shorter detects sooner, costs datagrams."
+            "How often a leader sends its members a heartbeat Ack (each answers with a Ping). "
+            "Shorter detects sooner, costs datagrams."
         ),
     )
     suspect_after_ms: int = field(
@@ -118,7 +119,11 @@ class Tuning:
     )
     notice_ttl_ms: int = field(
         default=600_000,
-        metadata=_doc("Age after which a notice may be compacted away."),
+        metadata=_doc(
+            "Age (from its detection) after which a failure notice, with the alive notices of "
+            "the same node, is forgotten everywhere. Longer keeps refuting zombies of old "
+            "incarnations; shorter keeps memory and digests small."
+        ),
     )
 
     @classmethod

@@ -7,20 +7,30 @@ group below (it fills that child group's *slot*). Per group it keeps a :class:`G
 tables a leader needs (per slot: last heard, lease echo, status, incarnation) exist only while it
 leads, so a plain leaf member costs one small object.
 
-*Heartbeats.* Every ``heartbeat_ms`` a member sends :class:`Ping` to its leader; the leader
-answers with :class:`Ack` carrying its ``stamp`` (leader clock). The member echoes the last stamp
-in its next Ping; a member never grants a (pre-)vote to anyone but the node it last heard from
-within ``election_timeout_ms`` of hearing it. So when ``quorum`` voters echoed a stamp >= B,
+*Heartbeats* are driven by the leader: every ``heartbeat_ms`` it sends one :class:`Ack` carrying
+its ``stamp`` (leader clock) to every member, and each member answers at once with a :class:`Ping`
+echoing that stamp (so one event per member and heartbeat on each side, and no member timer: a
+member only checks lazily, once per election timeout, whether the acks stopped). A leader answers
+a Ping with an Ack only when it is not the answer to its latest heartbeat (a member finding it,
+another term, news such as a refutation), so the exchange never loops. A member never grants a
+(pre-)vote to anyone but the node it last heard from within ``election_timeout_ms`` of hearing
+it, and it hears an Ack no earlier than its stamp. So when ``quorum`` voters echoed a stamp >= B,
 nobody else can win before B + election timeout, and the leader's lease runs to B + ``lease_ms``
 (smaller by at least the drift margin). The leader re-computes the lease once per tick and at
 expiry (O(group size) per heartbeat period, so O(1) per member heartbeat) and steps down when it
-cannot extend it. Acks report the remaining lease; members count their group quorate from it.
+cannot extend it. Half a heartbeat before a lapse it asks the members whose echo holds the lease
+back for an immediate one (``FLAG_ECHO_NOW``), twice, which keeps leases through 20 % loss.
+Acks report the remaining lease; members count their group quorate from it.
 
 *Detection.* A leader scans its slots once per heartbeat. A leaf member silent for
 ``suspect_after_ms`` is probed directly and through ``indirect_probes`` helpers; no answer within
 ``confirm_ms`` and a valid lease -> :class:`Failure` notice. In a tier >= 1 group a silent slot is
 only *pending* for ``slot_grace_ms``: the child group elects a new leader which takes over the slot
-with :class:`SlotHandover`; the dead node itself is declared by its leaf group's new leader.
+with :class:`SlotHandover`; the dead node itself is declared by its leaf group's new leader. A slot
+still pending after the grace is emptied and its former holder is probed like a silent leaf member
+(it may be alive and merely have stepped down when its child group lost quorum); only if nobody
+hears from it within ``confirm_ms`` is it declared failed, which covers a child group that cannot
+elect anyone.
 
 *Elections.* A member that misses acks for ``election_timeout_ms`` (stretched by local health)
 waits position x (``rank_delay_ms`` + ``election_jitter_ms``) + jitter (one rank step spans the
@@ -50,16 +60,20 @@ Events (the contract with checkers and reports)
 - ``VoteGranted(group, term, candidate)`` right after the Persist of that vote.
 - ``LeaderChanged(group, leader|None, term)``: a member when an ack names a new leader or when it
   gives its leader up; the winner when it wins; a leader when it steps down.
-- ``LeaseChanged(group, term, held, until_ns)``: on winning, on every extension (``until_ns`` is
-  then exact) and on loss (at the instant the lease ran out, or on a step-down for a higher term).
+- ``LeaseChanged(group, term, held, until_ns)``: on winning, at the leader's tick when the lease
+  grew (pings extend it silently in between, so ``until_ns`` is a lower bound; query
+  ``lease_until()`` for the exact value) and on loss (at the instant the lease ran out, or on a
+  step-down for a higher term).
 - ``ViewChanged(group, view_id)``: emitted by the leader only, on winning and on every membership
   change (failure, rejoin, slot hand-over); members adopt ``view_id`` from acks silently.
 - ``QuorumChanged(group, quorate)``: leader with its lease; member from its leader's acks (turns
-  False when the leader is lost, reports no lease, or its lease lapsed a heartbeat ago).
+  False when an ack reports no lease or the leader is lost, at the member's lazy check; the
+  ``quorate()`` query already says False a heartbeat after a reported lease ran out).
 """
 
 from __future__ import annotations
 
+import heapq
 import random
 from dataclasses import dataclass
 from typing import Any, Final
@@ -137,6 +151,8 @@ PENDING: Final = 3
 EMPTY: Final = 4
 
 NEVER: Final = -(1 << 62)
+UNHEARD: Final = 1 << 62
+"""``vote_floor`` of an amnesiac node that has not yet heard a term of the group: no votes."""
 ABSTAIN: Final = -2
 """``voted_for`` when we know a term but not whether our slot already voted in it."""
 MAX_BACKLOG = 256
@@ -144,6 +160,8 @@ MAX_BACKLOG = 256
 MAX_PULL_BATCHES = 64
 """A pull is answered with at most this many Notices datagrams; the rest waits for the next pull."""
 
+_COMPACT_KEY: Final = ("x",)
+"""Timer for notice compaction by age (one per node)."""
 _NO_INTS: list[int] = []
 _NO_BYTES = bytearray()
 
@@ -169,6 +187,18 @@ def _mix(key: int) -> int:
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
     return (x ^ (x >> 31)) & 0x7FFFFFFFFFFFFFFF
+
+
+def _hear(gs: GroupState, term: int) -> None:
+    """An amnesiac node heard a term of the group: it may vote again, in later terms."""
+    if gs.vote_floor == UNHEARD:
+        gs.vote_floor = term
+
+
+def _member_quorate(gs: GroupState, now: int) -> bool:
+    """A member's belief that its group is quorate: its leader's acks report a lease, and the
+    reported lease has not been over for a heartbeat without renewal."""
+    return gs.quorate and now < gs.quorate_until + gs.tm.heartbeat
 
 
 def _urgency(gs: GroupState) -> int:
@@ -229,6 +259,9 @@ class GroupState:
         "lease_reported",
         "tie_echo",
         "backlog",
+        "doubts",
+        "vote_floor",
+        "bcast",
     )
 
     def __init__(self, layout: Layout, gi: int, level: int, myslot: int) -> None:
@@ -280,6 +313,11 @@ class GroupState:
         self.lease_reported = NEVER
         self.tie_echo = 0
         self.backlog: list[Notice] | None = None  # notices for a leader not known yet
+        # tier >= 1 leader: former slot holders being probed before they are declared (node -> inc)
+        self.doubts: dict[int, int] | None = None
+        # votes are refused in terms <= this (only an amnesiac node sets it; see Node.amnesiac)
+        self.vote_floor = NEVER
+        self.bcast = 0  # leader: stamp of its last heartbeat Ack to all members
 
 
 class Node:
@@ -300,6 +338,8 @@ class Node:
         "health",
         "votes",
         "started",
+        "amnesiac",
+        "expiry",
     )
 
     def __init__(
@@ -311,8 +351,14 @@ class Node:
         incarnation: int = 1,
         persisted: PersistentState | None = None,
         tuning: Tuning | None = None,
+        amnesiac: bool = False,
     ) -> None:
+        """``amnesiac``: this node lost its durable state (not a first boot): it may have voted
+        in terms it no longer knows of. In every group it then grants no vote until it has heard
+        a term of that group (an Ack, a vote request or answer, a roster) and afterwards only in
+        later terms, on top of the election timeout every start waits."""
         self.layout = layout_of(topology, tuning)
+        self.amnesiac = amnesiac
         self.rank = rank
         self.rng = rng
         self.path = self.layout.path(rank)
@@ -326,6 +372,8 @@ class Node:
         self.seq = 0
         self.health = 0
         self.votes: dict[int, tuple[int, int]] | None = None
+        # (when the newest failure notice about a node ages out, node): a heap, for compaction
+        self.expiry: list[tuple[int, int]] | None = None
         self.started = False
         self.inc = incarnation
         if persisted is not None:
@@ -407,7 +455,7 @@ class Node:
             return False
         if gs.role == LEADER:
             return now < gs.lease_until
-        return gs.quorate
+        return _member_quorate(gs, now)
 
     def in_primary(self, now: int) -> bool:
         """Every group on this node's path up to the root is quorate (primary component)."""
@@ -448,6 +496,9 @@ class Node:
 
     # ------------------------------------------------------------------ helpers
     def _gs(self, gi: int) -> GroupState | None:
+        gs = self.states[0]
+        if gs is not None and gs.gi == gi:
+            return gs  # the leaf group: most messages are about it
         for gs in self.states:
             if gs is not None and gs.gi == gi:
                 return gs
@@ -463,6 +514,8 @@ class Node:
         gs = GroupState(self.layout, gi, level, myslot)
         if self.votes is not None and gi in self.votes:
             gs.term, gs.voted_for = self.votes[gi]
+        if self.amnesiac:
+            gs.vote_floor = UNHEARD
         if not gs.leaf:
             gs.holders = [-1] * gs.size
             gs.holders[myslot] = self.rank
@@ -526,7 +579,7 @@ class Node:
             return False
         if top.role == LEADER:
             return now < top.lease_until
-        return top.quorate and top.primary
+        return _member_quorate(top, now) and top.primary
 
     def _up_of(self, gs: GroupState) -> tuple[int, int]:
         lvl = gs.level + 1
@@ -586,12 +639,15 @@ class Node:
         if tag == "r":
             self._retransmit(now, key[1], out)
             return
+        if tag == "x":
+            self._compact(now, out)
+            return
         gs = self._gs(key[1])
         if gs is None:
             return
         if tag == "t":
-            out.append(SetTimer(gs.key_tick, now + gs.tm.heartbeat))
             if gs.role == LEADER:
+                out.append(SetTimer(gs.key_tick, now + gs.tm.heartbeat))
                 self._leader_tick(now, gs, out)
             else:
                 self._member_tick(now, gs, out)
@@ -604,19 +660,28 @@ class Node:
                 self._scan(now, gs, out)
         elif tag == "p":
             self._on_probe_timeout(now, gs, key[2], out)
+        elif tag == "q":
+            self._on_doubt_timeout(now, gs, key[2], out)
 
     def _member_tick(self, now: int, gs: GroupState, out: list[Effect]) -> None:
-        if gs.quorate and now >= gs.quorate_until + gs.tm.heartbeat:
+        """A member with a leader only checks, lazily, whether the leader's acks stopped (the
+        leader drives heartbeats); without one it ticks every heartbeat to find or elect one."""
+        tm = gs.tm
+        if gs.quorate and now >= gs.quorate_until + tm.heartbeat:
             # the leader's lease ran out and a whole heartbeat brought no renewal (the query
             # quorate() is exact; the event ignores the gap between a lapse and the next ack)
             self._set_quorate(gs, False, out)
         if gs.leader >= 0:
-            if now - gs.heard_ns > stretched(gs.tm.election, self.health):
+            limit = stretched(tm.election, self.health)
+            if now - gs.heard_ns > limit:
                 self._lose_leader(now, gs, out)
             else:
-                out.append(Send(gs.leader, self._ping(gs)))
+                # (a lapsed lease shows in the quorate() query at once; the event waits for this)
+                due = gs.heard_ns + limit + 1
+                out.append(SetTimer(gs.key_tick, due if due > now else now + 1))
                 return
-        elif gs.hint >= 0:
+        out.append(SetTimer(gs.key_tick, now + tm.heartbeat))
+        if gs.hint >= 0:
             if now < gs.hint_until:
                 self._contact(gs, gs.hint, out)
                 return
@@ -654,9 +719,10 @@ class Node:
             return
         tm = gs.tm
         if gs.role != FOLLOWER:
-            # the (pre-)vote round timed out without a result: back off and try again
+            # the (pre-)vote round timed out without a result: back off and try again (longer
+            # while our own loop lags: a starved node's rounds fail for its own slowness)
             gs.role = FOLLOWER
-            self._arm_candidacy(now, gs, out, extra=tm.heartbeat)
+            self._arm_candidacy(now, gs, out, extra=stretched(tm.heartbeat, self.health))
             return
         if gs.leader >= 0 and now - gs.heard_ns <= stretched(tm.election, self.health):
             return  # our leader is alive
@@ -695,6 +761,7 @@ class Node:
         tm = gs.tm
         gs.term = self._next_term(now, gs)
         gs.voted_for = self.rank
+        _hear(gs, gs.term)
         gs.role = CANDIDATE
         gs.grants = 1 << gs.myslot
         gs.tie_granted = False
@@ -793,6 +860,14 @@ class Node:
         gs = self._gs(msg.group)
         if gs is None:
             return
+        if msg.term <= gs.vote_floor:
+            # amnesiac: we may have voted in this term before we lost our state; abstain in it
+            _hear(gs, msg.term)
+            if msg.term > gs.term:
+                self._adopt_term(now, gs, msg.term, out)
+                self._persist(gs, out)
+            out.append(Send(src, VoteResp(gs.gi, gs.term, False, gs.myslot, -1)))
+            return
         if msg.term < gs.term or self._sticky(now, gs, src):
             leader = self._confirmed_leader(now, gs)
             out.append(Send(src, VoteResp(gs.gi, gs.term, False, gs.myslot, leader)))
@@ -817,6 +892,7 @@ class Node:
         gs = self._gs(msg.group)
         if gs is None:
             return
+        _hear(gs, msg.term)
         if msg.term > gs.term:
             self._adopt_term(now, gs, msg.term, out)
             self._persist(gs, out)
@@ -872,13 +948,12 @@ class Node:
         out.append(Emit(LeaseChanged(gs.gi, gs.term, True, gs.lease_until)))
         self._set_quorate(gs, True, out)
         out.append(SetTimer(gs.key_lease, gs.lease_until - _urgency(gs)))
-        ack = self._ack(now, gs, 0)
-        for dst in self._members(gs):
-            out.append(Send(dst, ack))
+        out.append(SetTimer(gs.key_tick, now + tm.heartbeat))
+        self._heartbeat(now, gs, out)
         if not gs.leaf:
             self._send_roster(gs, out)
         self._flush_backlog(now, gs, out)
-        self._leader_tick(now, gs, out)
+        self._leader_tick(now, gs, out, heartbeat=False)
         if gs.level + 1 < len(self.path):
             self._join(now, gs.level + 1, out)
 
@@ -899,6 +974,7 @@ class Node:
         gs.lease_until = gs.lease_reported = NEVER
         gs.last = gs.echo = gs.incs = gs.since = gs.child_terms = _NO_INTS
         gs.status = _NO_BYTES
+        gs.doubts = None
         if not gs.cand_armed:
             extra = gs.tm.election if retry_ns is None else retry_ns
             self._arm_candidacy(now, gs, out, extra=extra)
@@ -934,6 +1010,7 @@ class Node:
             if below is not None and below.up_term > gs.term:
                 gs.term = below.up_term
                 gs.voted_for = ABSTAIN
+                _hear(gs, gs.term)
             out.append(SetTimer(gs.key_tick, now + gs.tm.heartbeat))
         msg = SlotHandover(gs.gi, gs.myslot, self._child_term(gs))
         targets = self._voters(gs)
@@ -1011,12 +1088,28 @@ class Node:
             out.append(Send(dst, msg))
 
     # ------------------------------------------------------------------ leader side
-    def _leader_tick(self, now: int, gs: GroupState, out: list[Effect]) -> None:
+    def _leader_tick(
+        self, now: int, gs: GroupState, out: list[Effect], *, heartbeat: bool = True
+    ) -> None:
         if now < gs.lease_until:
             self._renew_lease(now, gs, out)
+        else:
+            # a lapse the lease timer has not judged yet: regain the lease or step down now
+            self._on_lease(now, gs, out)
+            if gs.role != LEADER:
+                return
         self._scan(now, gs, out)
         if gs.tie != TIE_NONE:
             out.append(Send(witness_id(gs.gi), TieRenew(gs.gi, gs.term, now)))
+        if heartbeat:
+            self._heartbeat(now, gs, out)
+
+    def _heartbeat(self, now: int, gs: GroupState, out: list[Effect]) -> None:
+        """One Ack to every member; each answers with a Ping echoing its stamp."""
+        gs.bcast = now
+        ack = self._ack(now, gs, 0)
+        for dst in self._members(gs):
+            out.append(Send(dst, ack))
 
     def _scan(self, now: int, gs: GroupState, out: list[Effect]) -> None:
         """Suspect silent members; if one falls due before the next tick, wake up exactly then
@@ -1051,7 +1144,7 @@ class Node:
                 self._bump_view(gs, out)
                 self._send_roster(gs, out)
                 if holder >= 0 and holder != self.rank and now < gs.lease_until:
-                    self._declare(now, gs, holder, gs.incs[s], out)
+                    self._doubt(now, gs, holder, gs.incs[s], out)
         if now < due < now + tm.heartbeat:
             out.append(SetTimer(("s", gs.gi), due))
 
@@ -1071,6 +1164,31 @@ class Node:
                 out.append(Send(h, req))
         out.append(SetTimer(("p", gs.gi, s), now + gs.tm.confirm))
 
+    def _doubt(self, now: int, gs: GroupState, node: int, inc: int, out: list[Effect]) -> None:
+        """A slot stayed pending past its grace: its former holder may be dead, or alive and
+        merely no longer leading its child group (which lost quorum). Probe it, directly and
+        through other holders, and declare it only if nobody hears from it within confirm_ms."""
+        doubts = gs.doubts
+        if doubts is None:
+            doubts = gs.doubts = {}
+        doubts[node] = inc
+        out.append(Send(node, Probe(gs.gi, node, self.rank)))
+        helpers = [h for h in self._members(gs) if h != node]
+        if helpers:
+            self.rng.shuffle(helpers)
+            req = PingReq(gs.gi, node, self.rank)
+            for h in helpers[: gs.tm.probes]:
+                out.append(Send(h, req))
+        out.append(SetTimer(("q", gs.gi, node), now + gs.tm.confirm))
+
+    def _on_doubt_timeout(self, now: int, gs: GroupState, node: int, out: list[Effect]) -> None:
+        doubts = gs.doubts
+        if gs.role != LEADER or doubts is None or node not in doubts:
+            return  # answered, or we stopped leading
+        inc = doubts.pop(node)
+        if now < gs.lease_until:
+            self._declare(now, gs, node, inc, out)
+
     def _on_probe_timeout(self, now: int, gs: GroupState, s: int, out: list[Effect]) -> None:
         if gs.role != LEADER or gs.status[s] != SUSPECT:
             return  # a ping or a probe answer cleared the suspicion
@@ -1089,7 +1207,7 @@ class Node:
         notice = Failure(node, inc, gs.gi, self.rank, gs.term, now)
         if self.pending is not None:
             self.pending.pop(node, None)
-        if self._learn(notice, None, out):
+        if self._learn(now, notice, None, out):
             self._forward(now, (notice,), -1, -1, out)
 
     def _on_lease(self, now: int, gs: GroupState, out: list[Effect]) -> None:
@@ -1112,6 +1230,9 @@ class Node:
                 half = _urgency(gs) // 2
                 again = gs.lease_until - half if left > half else gs.lease_until
                 out.append(SetTimer(gs.key_lease, again))
+            else:
+                # early (our clock's rate changed since the timer was set): keep the watch
+                out.append(SetTimer(gs.key_lease, gs.lease_until - _urgency(gs)))
             return
         if not self._renew_lease(now, gs, out):
             # members that still heard us may re-elect us at once (one round trip, new term)
@@ -1159,17 +1280,24 @@ class Node:
         if not 0 <= s < gs.size or s == gs.myslot:
             return
         status = gs.status
+        fresh = False
         if not gs.leaf and gs.holders[s] != src:
             if gs.holders[s] >= 0 and status[s] in (ALIVE, SUSPECT):
                 return  # the slot is held by someone we still hear
             self._take_slot(now, gs, s, src, out)
+            fresh = True
         gs.last[s] = now
         if msg.term == gs.term and msg.echo > gs.echo[s]:
             old = gs.echo[s]
             gs.echo[s] = msg.echo
-            if old + gs.tm.lease <= gs.lease_until and now < gs.lease_until:
-                # this member may have held the lease back: extend it now (silently), so one
-                # lost round trip does not cost the lease
+            tm = gs.tm
+            if (
+                old + tm.lease <= gs.lease_until
+                and now < gs.lease_until
+                and gs.lease_until - now <= tm.heartbeat
+            ):
+                # the lease would lapse before the next tick and this member may have held it
+                # back: extend it now (silently), so one lost round trip does not cost the lease
                 until = self._lease_from_echoes(now, gs)
                 if until > gs.lease_until:
                     gs.lease_until = until
@@ -1187,7 +1315,7 @@ class Node:
                     status[s] = ALIVE
                     self._bump_view(gs, out)
                     alive = Alive(src, msg.inc)
-                    if self._learn(alive, None, out):
+                    if self._learn(now, alive, None, out):
                         self._forward(now, (alive,), -1, -1, out)
                 else:
                     # first ping to this leader: what do the notices say about this member?
@@ -1196,7 +1324,7 @@ class Node:
                         flags = FLAG_REFUTE  # declared dead in this incarnation: come back anew
                     elif failed > 0 and alive_inc < msg.inc:
                         alive = Alive(src, msg.inc)  # back after a failure nobody announced
-                        if self._learn(alive, None, out):
+                        if self._learn(now, alive, None, out):
                             self._forward(now, (alive,), -1, -1, out)
                     if st == FAILED:
                         status[s] = ALIVE
@@ -1208,7 +1336,10 @@ class Node:
             gs.incs[s] = msg.inc
         if status[s] == SUSPECT or status[s] == PENDING:
             status[s] = ALIVE
-        out.append(Send(src, self._ack(now, gs, flags)))
+        if flags or fresh or msg.term != gs.term or msg.echo < gs.bcast:
+            # not the answer to our latest heartbeat (a member finding us, or news for it):
+            # answer it; an answer to a heartbeat needs none (that would never end)
+            out.append(Send(src, self._ack(now, gs, flags)))
         if msg.digest_count > self.dcount:
             gs.mismatch += 1
             if gs.mismatch >= 2:
@@ -1216,6 +1347,8 @@ class Node:
                 out.append(Send(src, Pull(gs.gi, self.dcount, self.dhash)))
 
     def _take_slot(self, now: int, gs: GroupState, s: int, node: int, out: list[Effect]) -> None:
+        if gs.doubts is not None:
+            gs.doubts.pop(node, None)
         gs.holders[s] = node
         gs.status[s] = ALIVE
         gs.last[s] = now
@@ -1272,6 +1405,8 @@ class Node:
         if msg.term > gs.term:
             self._adopt_term(now, gs, msg.term, out)
             self._persist(gs, out)
+        if gs.vote_floor == UNHEARD:
+            gs.vote_floor = msg.term
         gs.role = FOLLOWER
         gs.hint = -1
         if gs.leader != src:
@@ -1287,16 +1422,26 @@ class Node:
         gs.up = msg.up
         gs.up_term = msg.up_term
         gs.leader_inc = msg.leader_inc
-        gs.primary = bool(msg.flags & FLAG_PRIMARY)
-        leased = bool(msg.flags & FLAG_LEASE) and msg.lease_left_ns > 0
-        gs.quorate_until = now + msg.lease_left_ns if leased else NEVER
-        self._set_quorate(gs, leased, out)
-        if msg.flags & FLAG_REFUTE:
+        flags = msg.flags
+        gs.primary = bool(flags & FLAG_PRIMARY)
+        left = msg.lease_left_ns
+        if flags & FLAG_LEASE and left > 0:
+            gs.quorate_until = now + left
+            if not gs.quorate:
+                self._set_quorate(gs, True, out)
+        else:
+            gs.quorate_until = NEVER
+            if gs.quorate:
+                self._set_quorate(gs, False, out)
+        if flags & FLAG_REFUTE:
             self._refute(out)
-        if msg.flags & FLAG_ECHO_NOW:
-            out.append(Send(src, self._ping(gs)))
-        if msg.digest_count != self.dcount or msg.digest_hash != self.dhash:
-            if msg.digest_count >= self.dcount:
+        dcount = self.dcount
+        # the echo that renews the leader's lease
+        out.append(
+            Send(src, Ping(gs.gi, gs.term, gs.myslot, self.inc, msg.stamp, dcount, self.dhash))
+        )
+        if msg.digest_count != dcount or msg.digest_hash != self.dhash:
+            if msg.digest_count >= dcount:
                 gs.mismatch += 1
                 if gs.mismatch >= 2:
                     gs.mismatch = 0
@@ -1321,6 +1466,7 @@ class Node:
         gs = self._gs(msg.group)
         if gs is None or gs.leaf or gs.role == LEADER or msg.term < gs.term:
             return
+        _hear(gs, msg.term)
         if len(msg.holders) == gs.size:
             gs.holders = list(msg.holders)
             gs.holders[gs.myslot] = self.rank
@@ -1339,7 +1485,11 @@ class Node:
             out.append(Send(msg.requester, msg))
             return
         gs = self._gs(msg.group)
-        if gs is None or gs.role != LEADER or not gs.leaf:
+        if gs is None or gs.role != LEADER:
+            return
+        if not gs.leaf:
+            if gs.doubts is not None:
+                gs.doubts.pop(msg.target, None)  # alive, it just holds no slot any more
             return
         s = msg.target - gs.first
         if 0 <= s < gs.size and gs.status[s] == SUSPECT:
@@ -1354,8 +1504,12 @@ class Node:
                     self._suspect(now, gs, s, out)
 
     # ------------------------------------------------------------------ notices
-    def _learn(self, notice: Notice, via: int | None, out: list[Effect]) -> bool:
+    def _learn(self, now: int, notice: Notice, via: int | None, out: list[Effect]) -> bool:
         key = notice_key(notice)
+        tm = self.layout.timing[self.path[0]]
+        failure = type(notice) is Failure
+        if failure and notice.detected_at_ns + tm.ttl <= now:  # type: ignore[union-attr]
+            return False  # aged out (a late retransmit or a pull from a node yet to compact)
         known = self.known
         if known is None:
             known = self.known = {}
@@ -1369,7 +1523,13 @@ class Node:
             known[notice.node] = (*about, notice)
         self.dcount += 1
         self.dhash ^= _mix(key)
-        tm = self.layout.timing[self.path[0]]
+        if failure:
+            if self.expiry is None:
+                self.expiry = []
+            entry = (notice.detected_at_ns + tm.ttl, notice.node)  # type: ignore[union-attr]
+            heapq.heappush(self.expiry, entry)
+            if self.expiry[0] is entry:
+                out.append(SetTimer(_COMPACT_KEY, entry[0]))
         if self.dcount > tm.max_notices:
             # compaction: forget the node we first heard about (dict order = learning order)
             oldest = next(iter(known))
@@ -1380,6 +1540,33 @@ class Node:
         if type(notice) is Failure and notice.node == self.rank and notice.incarnation == self.inc:
             self._refute(out)
         return True
+
+    def _compact(self, now: int, out: list[Effect]) -> None:
+        """Forget every notice about a node once its newest failure notice is ``notice_ttl_ms``
+        old (by the detector's ``detected_at_ns``, so every node drops the same notices at about
+        the same instant and digests stay equal). Its alive notices go with it: they only mean
+        something next to a failure."""
+        expiry = self.expiry
+        known = self.known
+        if expiry is None or known is None:
+            return
+        ttl = self.layout.timing[self.path[0]].ttl
+        while expiry and expiry[0][0] <= now:
+            _, node = heapq.heappop(expiry)
+            about = known.get(node)
+            if about is None:
+                continue
+            newest = max((n.detected_at_ns for n in about if type(n) is Failure), default=None)
+            if newest is not None and newest + ttl > now:
+                continue  # a newer failure of this node keeps the record (its own entry waits)
+            del known[node]
+            for n in about:
+                self.dcount -= 1
+                self.dhash ^= _mix(notice_key(n))
+        if expiry:
+            out.append(SetTimer(_COMPACT_KEY, expiry[0][0]))
+        else:
+            self.expiry = None
 
     def _known_about(self, node: int) -> tuple[int, int]:
         """(highest incarnation declared failed, highest incarnation announced alive) of ``node``
@@ -1479,7 +1666,7 @@ class Node:
         for lvl, gs in enumerate(self.states):
             if gs is not None and gs.gi == msg.via:
                 via_level = lvl
-        fresh = tuple(n for n in msg.notices if self._learn(n, msg.via, out))
+        fresh = tuple(n for n in msg.notices if self._learn(now, n, msg.via, out))
         if fresh:
             if self.pending is not None:
                 for n in fresh:

@@ -18,6 +18,9 @@ which the report (DESIGN section 5) is computed.
 
 from __future__ import annotations
 
+import functools
+import gc
+import heapq
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +53,8 @@ from hierclust.topology.model import Topology
 
 DELIVER, TIMER, ACTION, WITNESS = 0, 1, 2, 3
 MS = 1_000_000
+FREEZE_NODES = 10_000
+"""From this many nodes on, ``run_until`` freezes the heap it starts from (see there)."""
 
 
 def make_tiebreaker(kind: str, group: int) -> Any:
@@ -145,9 +150,13 @@ class Simulator:
             at = int(self.fault_rng.random() * spread_ns) if spread_ns else 0
             self.queue.push(at, ACTION, rank, ("start", None))
 
-    def _boot(self, rank: int, persisted: Any) -> None:
+    def _boot(self, rank: int, persisted: Any, amnesiac: bool = False) -> None:
         slot = self.slots[rank]
-        node = self.node_factory(
+        factory = self.node_factory
+        if amnesiac:
+            # only a node that lost its disk is told so (a first boot has nothing to forget)
+            factory = functools.partial(factory, amnesiac=True)
+        node = factory(
             self.topology,
             rank,
             rng=self.node_rng,
@@ -177,7 +186,7 @@ class Simulator:
             slot.incarnation = max(slot.incarnation + 1, self.now // MS + 2)
             slot.disk = None
             persisted = None
-        self._boot(rank, persisted)
+        self._boot(rank, persisted, amnesiac=not keep_disk)
 
     def pause(self, rank: int, duration_ns: int) -> None:
         self.slots[rank].paused_until = max(self.slots[rank].paused_until, self.now + duration_ns)
@@ -230,17 +239,32 @@ class Simulator:
 
     # -- the loop ------------------------------------------------------------------------------
     def run_until(self, end_ns: int) -> None:
+        if self.topology.num_nodes >= FREEZE_NODES:
+            # Everything alive now (nodes, pending events) is long-lived: keep the cyclic
+            # collector off it (O(1); reference counting still frees it). A big run otherwise
+            # spends a large share of its time in full collections walking the nodes.
+            gc.freeze()
         queue = self.queue
         pop = queue.pop_until
+        heappop = heapq.heappop
         nodes = self.nodes
         slots = self.slots
         timers = self.timers
         apply = self._apply
         run = 0
         while True:
-            entry = pop(end_ns)
-            if entry is None:
-                break
+            # the queue's current bucket is popped here directly (the hot path); the queue
+            # itself moves on to the next bucket
+            current = queue._current
+            if current:
+                if current[0][0] > end_ns:
+                    break
+                entry = heappop(current)
+            else:
+                found = pop(end_ns)
+                if found is None:
+                    break
+                entry = found
             time_ns, _seq, kind, target, payload = entry
             self.now = time_ns
             run += 1
@@ -263,10 +287,10 @@ class Simulator:
                 if slot.paused_until > time_ns:
                     queue.push(slot.paused_until, kind, target, payload)
                     continue
-                fired, gen = payload
-                if timers.get((target, fired.key)) != gen:
+                fired, gen, tkey = payload
+                if timers.get(tkey) != gen:
                     continue
-                del timers[(target, fired.key)]
+                del timers[tkey]
                 effects = node.step(self._local(target, time_ns) if slot.skewed else time_ns, fired)
             elif kind == ACTION:
                 self._action(target, payload)
@@ -304,20 +328,26 @@ class Simulator:
                 if dst < 0:
                     self._to_witness(rank, effect)
                     continue
-                received = Received(rank, effect.msg)
                 if clean:
-                    delay = latency + int(random() * jitter) if jitter else latency
-                    push(now + delay, DELIVER, dst, received)
+                    push(
+                        now + (latency + int(random() * jitter) if jitter else latency),
+                        DELIVER,
+                        dst,
+                        Received(rank, effect.msg),
+                    )
                 else:
+                    received = Received(rank, effect.msg)
                     for delay in net.deliveries(rank, dst):
                         push(now + delay, DELIVER, dst, received)
             elif kind is SetTimer:
-                self._timer_gen += 1
+                self._timer_gen = gen = self._timer_gen + 1
                 key = effect.key
-                self.timers[(rank, key)] = self._timer_gen
-                slot = self.slots[rank]
-                at = self._true(rank, effect.at_ns) if slot.skewed else effect.at_ns
-                push(at if at > now else now, TIMER, rank, (TimerFired(key), self._timer_gen))
+                tkey = (rank, key)
+                self.timers[tkey] = gen
+                at = effect.at_ns
+                if self.slots[rank].skewed:
+                    at = self._true(rank, at)
+                push(at if at > now else now, TIMER, rank, (TimerFired(key), gen, tkey))
             elif kind is CancelTimer:
                 self.timers.pop((rank, effect.key), None)
             elif kind is Emit:

@@ -76,7 +76,12 @@ class Link:
             self.start(rank, at)
 
     def start(
-        self, rank: int, at: int | None = None, *, persisted: PersistentState | None = None
+        self,
+        rank: int,
+        at: int | None = None,
+        *,
+        persisted: PersistentState | None = None,
+        amnesiac: bool = False,
     ) -> Node:
         node = Node(
             self.topology,
@@ -84,6 +89,7 @@ class Link:
             rng=random.Random(self.seed * 1_000_003 + rank),
             persisted=persisted,
             tuning=self.tuning,
+            amnesiac=amnesiac,
         )
         self.nodes[rank] = node
         self._push(self.now if at is None else at, rank, Start())
@@ -99,7 +105,9 @@ class Link:
         del self.nodes[rank]
 
     def restart(self, rank: int, *, with_state: bool = True) -> Node:
-        return self.start(rank, persisted=self.persisted.get(rank) if with_state else None)
+        if not with_state:
+            return self.start(rank, amnesiac=True)
+        return self.start(rank, persisted=self.persisted.get(rank))
 
     def partition(self, *sides: Iterable[int]) -> None:
         """Block every pair of nodes on different sides (witnesses stay reachable)."""

@@ -103,6 +103,80 @@ def test_restarted_node_with_its_persisted_vote_does_not_vote_twice_in_a_term() 
     assert again.voted_for(0) == 2 and again.term(0) == 1
 
 
+def grants(effects: list[Any]) -> list[bool]:
+    return [e.msg.granted for e in effects if isinstance(e, Send) and isinstance(e.msg, VoteResp)]
+
+
+def test_a_node_that_lost_its_state_never_votes_again_in_a_term_it_may_have_voted_in() -> None:
+    t = topo(3, 8)
+    before = Node(t, 1, rng=random.Random(1))
+    before.step(0, Start())
+    assert grants(before.step(810 * MS, Received(2, RequestVote(0, 5, 2)))) == [True]
+    # The disk is gone: the node comes back knowing nothing of term 5 or of its vote in it.
+    after = Node(t, 1, rng=random.Random(2), incarnation=9, amnesiac=True)
+    after.step(1000 * MS, Start())
+    # Long after the start-up wait, a lagging candidate starts that very term: no second vote.
+    late = after.step(5000 * MS, Received(0, RequestVote(0, 5, 0)))
+    assert grants(late) == [False]
+    assert not any(isinstance(e, Send) and getattr(e.msg, "granted", False) for e in late)
+    # Having heard term 5, it votes again in later terms, once per term as usual.
+    assert grants(after.step(5100 * MS, Received(0, RequestVote(0, 6, 0)))) == [True]
+    assert grants(after.step(5200 * MS, Received(2, RequestVote(0, 6, 2)))) == [False]
+    assert after.voted_for(0) == 0 and after.term(0) == 6
+
+
+def test_an_amnesiac_node_that_heard_a_leader_votes_only_in_later_terms() -> None:
+    from hierclust.core.messages import Ack
+
+    t = topo(3, 8)
+    node = Node(t, 1, rng=random.Random(1), incarnation=9, amnesiac=True)
+    node.step(0, Start())
+    node.step(100 * MS, Received(0, Ack(0, 7, 1, 100 * MS, 3, 1, 500 * MS, -1, 0, 0, 0)))
+    assert node.leader_of(0) == 0 and node.term(0) == 7
+    assert grants(node.step(3000 * MS, Received(2, RequestVote(0, 7, 2)))) == [False]
+    assert grants(node.step(3100 * MS, Received(2, RequestVote(0, 8, 2)))) == [True]
+
+
+def test_a_first_boot_is_not_amnesiac_and_votes_after_the_start_up_wait() -> None:
+    node = Node(topo(3, 8), 1, rng=random.Random(1))
+    node.step(0, Start())
+    assert grants(node.step(810 * MS, Received(2, RequestVote(0, 5, 2)))) == [True]
+
+
+# -- heartbeats ----------------------------------------------------------------------------------
+def test_the_leader_drives_heartbeats_one_ack_and_one_ping_per_member_and_period() -> None:
+    from hierclust.core.messages import Ack, Ping
+
+    link = Link(topo(5, 8))
+    link.start_all()
+    link.run_until(3000 * MS)
+    before = len(link.effects)
+    sends = link.sends
+    link.run_for(2000 * MS)  # ten heartbeat periods
+    sent = [r for r in link.effects[before:] if isinstance(r.event, Send)]
+    acks = [r for r in sent if isinstance(r.event.msg, Ack)]
+    pings = [r for r in sent if isinstance(r.event.msg, Ping)]
+    assert {r.rank for r in acks} == {0} and {r.rank for r in pings} == {1, 2, 3, 4}
+    assert 4 * 10 <= len(acks) <= 4 * 11 and len(pings) == len(acks), "no ping-pong"
+    assert link.sends - sends == len(acks) + len(pings)
+
+
+def test_a_lease_timer_that_fires_early_keeps_watching_the_lease() -> None:
+    from hierclust.core.types import SetTimer, TimerFired
+
+    link = Link(topo(3, 8))
+    link.start_all()
+    link.run_until(3000 * MS)
+    assert link.nodes[0].is_leader(0)
+    # (a clock whose rate changed makes a timer fire before its local deadline)
+    effects = link.deliver(0, TimerFired(("l", 0)))
+    assert [e for e in effects if isinstance(e, SetTimer) and e.key == ("l", 0)]
+    link.crash(1)
+    link.crash(2)
+    link.run_for(1500 * MS)
+    assert not link.nodes[0].is_leader(0), "a leader without quorum steps down"
+
+
 # -- failures ------------------------------------------------------------------------------------
 def test_leaf_crash_notifies_every_live_node_exactly_once() -> None:
     link = cluster9()
@@ -257,6 +331,36 @@ def test_a_node_that_missed_every_copy_repairs_from_the_digest() -> None:
     assert [dt for rank, dt, _, _ in seen if rank == 7][0] <= 1500 * MS
 
 
+def test_notices_age_out_everywhere_at_once_and_are_not_learned_again() -> None:
+    from hierclust.core.config import Tuning
+
+    link = Link(topo(9, 3), tuning=Tuning(notice_ttl_ms=4000))
+    link.start_all()
+    link.run_until(3000 * MS)
+    kill = link.now
+    link.crash(4)
+    link.run_for(2000 * MS)
+    first = learned(link, kill)
+    assert sorted(rank for rank, *_ in first) == [0, 1, 2, 3, 5, 6, 7, 8]
+    notice = first[0][2]
+    assert isinstance(notice, Failure)
+    assert all(link.nodes[r].has_notice(notice) for r in link.nodes)
+    # One heartbeat after the notice is notice_ttl_ms old (by its detection time), every node
+    # has dropped it and the digests agree again.
+    link.run_until(notice.detected_at_ns + 4000 * MS + 250 * MS)
+    assert not any(link.nodes[r].has_notice(notice) for r in link.nodes)
+    assert {link.nodes[r].digest() for r in link.nodes} == {(0, 0)}
+    # Digest repair and late retransmits do not bring it back.
+    link.run_for(3000 * MS)
+    assert learned(link, kill) == first
+    assert not any(link.nodes[r].known_notices() for r in link.nodes)
+    # A later failure is still learned by everyone.
+    again = link.now
+    link.crash(7)
+    link.run_for(2000 * MS)
+    assert sorted(rank for rank, *_ in learned(link, again)) == [0, 1, 2, 3, 5, 6, 8]
+
+
 # -- local health --------------------------------------------------------------------------------
 def test_a_lagging_leader_stretches_its_timeouts_instead_of_accusing() -> None:
     link = Link(topo(5, 8))
@@ -270,6 +374,31 @@ def test_a_lagging_leader_stretches_its_timeouts_instead_of_accusing() -> None:
     assert not link.of(NoticeLearned, since=kill)
     link.run_for(2000 * MS)
     assert {r.rank for r in link.of(NoticeLearned, since=kill)} == {0, 1, 2, 4}
+
+
+def candidacy_retry_wait(lags: int) -> int:
+    """How long a lone candidate whose round got no answer waits before its next try."""
+    from hierclust.core.types import SetTimer, TimerFired
+
+    node = Node(topo(3, 8), 0, rng=random.Random(1))
+    effects = node.step(0, Start())
+    for _ in range(lags):
+        node.step(0, LoopLag(150))
+
+    def candidacy(effects: list[Any]) -> int:
+        return next(e.at_ns for e in effects if isinstance(e, SetTimer) and e.key[0] == "c")
+
+    at = candidacy(effects)
+    while at < 800 * MS:  # the start-up wait
+        at = candidacy(node.step(at, TimerFired(("c", 0))))
+    round_end = candidacy(node.step(at, TimerFired(("c", 0))))  # pre-vote sent
+    return candidacy(node.step(round_end, TimerFired(("c", 0)))) - round_end
+
+
+def test_a_lagging_node_backs_off_longer_between_candidacy_rounds() -> None:
+    healthy = candidacy_retry_wait(0)
+    assert 200 * MS <= healthy <= 250 * MS  # a heartbeat plus jitter (rank 0)
+    assert candidacy_retry_wait(2) >= 3 * 200 * MS  # stretched like every other timeout
 
 
 def test_port_unreachable_shortcuts_to_the_probe_step() -> None:

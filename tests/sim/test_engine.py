@@ -29,11 +29,19 @@ class Echo:
     """Rank 0 pings everyone every 10 ms; others answer. Records what it saw, with local times."""
 
     def __init__(
-        self, topology: Any, rank: int, *, rng: random.Random, incarnation: int, persisted: Any
+        self,
+        topology: Any,
+        rank: int,
+        *,
+        rng: random.Random,
+        incarnation: int,
+        persisted: Any,
+        amnesiac: bool = False,
     ) -> None:
         self.rank = rank
         self.incarnation = incarnation
         self.persisted = persisted
+        self.amnesiac = amnesiac
         self.seen: list[tuple[int, Any]] = []
         self.n = topology.num_nodes
 
@@ -125,6 +133,7 @@ def test_crash_drops_inbound_and_timers_restart_bumps_incarnation() -> None:
     sim.crash(3)
     sim.restart(3, keep_disk=False)
     assert sim.nodes[3].persisted is None and sim.nodes[3].incarnation > 2
+    assert sim.nodes[3].amnesiac and not sim.nodes[0].amnesiac, "only a lost disk is amnesia"
 
 
 def test_pause_delivers_late_in_order() -> None:
