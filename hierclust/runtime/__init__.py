@@ -5,9 +5,11 @@ Theory of operation
 A :class:`~hierclust.runtime.driver.NodeDriver` runs one :class:`~hierclust.core.node.Node`: it
 feeds ``node.step(time.monotonic_ns(), input)`` with datagrams (opened by the codec), timer expiries
 (``loop.call_at``, one handle per key), loop-lag reports and commands, and carries out the effects
-in order, synchronously: ``Send`` -> codec -> UDP, ``SetTimer``/``CancelTimer`` -> timer handles,
-``Persist`` -> state file (temp, fsync, rename, fsync directory) *before* the next effect, ``Emit``
--> the :class:`~hierclust.runtime.events.EventBus` (subscribers and a JSON-lines log).
+in order: ``Send`` -> codec -> UDP, ``SetTimer``/``CancelTimer`` -> timer handles,
+``Persist`` -> state file (temp, fsync, rename, fsync directory) *before* the next effect (the
+write runs in the host's persist threads; the node's later effects wait in order, the event loop
+and the other nodes do not), ``Emit`` -> the :class:`~hierclust.runtime.events.EventBus`
+(subscribers and a JSON-lines log).
 A :class:`~hierclust.runtime.host.NodeHost` runs many drivers in one event loop (optionally uvloop);
 ``hierclust deploy`` starts several hosts as background worker processes, ``hierclust agent`` one
 node in the foreground. Each worker serves a unix control socket (JSON lines) that ``status``,

@@ -25,6 +25,31 @@ StateDir = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+HostsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--hosts",
+        help="Hosts of the topology's addresses to act on (nodeset, or 'all'), with ClusterShell.",
+    ),
+]
+SshFlag = Annotated[
+    bool, typer.Option("--ssh", help="With --hosts: over ssh (ClusterShell; the default).")
+]
+ExecOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--exec",
+        help="With --hosts: run through this local prefix instead of ssh; %h is the host "
+        "(e.g. 'ip netns exec lab-%h').",
+    ),
+]
+PythonOpt = Annotated[
+    str | None,
+    typer.Option("--python", help="With --hosts: the Python on the hosts (default: this one)."),
+]
+FanoutOpt = Annotated[
+    int, typer.Option("--fanout", min=1, help="With --hosts: hosts contacted at once.")
+]
 
 
 def _dir(state_dir: Path | None) -> Path:
@@ -173,12 +198,24 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--systemd", help="Write one systemd unit per host to this directory."),
         ] = None,
+        hosts: HostsOpt = None,
+        ssh: SshFlag = False,
+        exec_prefix: ExecOpt = None,
+        python: PythonOpt = None,
+        fanout: FanoutOpt = 64,
         as_json: JsonFlag = False,
     ) -> None:
-        """Start every node of FILE on this host in the background; wait for all leaders."""
+        """Start every node of FILE on this host in the background; wait for all leaders.
+        With --hosts: one agent per host of the topology, launched with ClusterShell."""
         from hierclust.runtime.deploy import default_processes, deploy, groups_led, wait_ready
 
         topology = base.load_or_fail(file, as_json)
+        if hosts is not None or ssh or exec_prefix is not None:
+            launcher = _launcher(hosts, ssh, exec_prefix, fanout, as_json)
+            assert hosts is not None
+            state = str(state_dir) if state_dir is not None else str(default_state_dir())
+            _deploy_hosts(topology, file, hosts, launcher, state, python, timeout_s, as_json)
+            return
         if systemd is not None:
             from hierclust.runtime.deploy import write_systemd_units
 
@@ -263,11 +300,27 @@ def register(app: typer.Typer) -> None:
         group: Annotated[
             str | None, typer.Option("--group", help="Only this group's subtree.")
         ] = None,
+        raw: Annotated[
+            bool,
+            typer.Option(
+                "--snapshots", hidden=True, help="Raw worker snapshots (for deploy --hosts)."
+            ),
+        ] = False,
         as_json: JsonFlag = False,
     ) -> None:
         """The tree with each group's leader, term, quorum and failed members."""
         from hierclust.runtime.status import subtree_names
 
+        if raw:
+            from hierclust.runtime.deploy import collect
+
+            directory = _dir(state_dir)
+            if not directory.is_dir():
+                base.emit_json({"snapshots": [], "errors": [f"{directory}: no such directory"]})
+                return
+            found, errors = collect(directory)
+            base.emit_json({"snapshots": found, "errors": errors})
+            return
         topology, summary, _ = _status(_dir(state_dir), as_json)
         if group is not None:
             try:
@@ -459,10 +512,25 @@ def register(app: typer.Typer) -> None:
         base.emit_json({"reloaded": True}) if as_json else base.out.print("keyring reloaded")
 
     @app.command("stop")
-    def stop_cmd(state_dir: StateDir = None, as_json: JsonFlag = False) -> None:
-        """Stop every worker of the deployment (by the PIDs recorded), wait, clean up."""
+    def stop_cmd(
+        state_dir: StateDir = None,
+        hosts: Annotated[
+            str | None,
+            typer.Option("--hosts", help="Stop on these hosts (nodeset) with ClusterShell."),
+        ] = None,
+        ssh: SshFlag = False,
+        exec_prefix: ExecOpt = None,
+        python: PythonOpt = None,
+        fanout: FanoutOpt = 64,
+        as_json: JsonFlag = False,
+    ) -> None:
+        """Stop every worker of the deployment (by the PIDs recorded), wait, clean up.
+        With --hosts: `hierclust stop` on each host (%h in --state-dir is the host)."""
         from hierclust.runtime.deploy import stop
 
+        if hosts is not None or ssh or exec_prefix is not None:
+            _stop_hosts(hosts, ssh, exec_prefix, fanout, state_dir, python, as_json)
+            return
         directory = _dir(state_dir)
         if not directory.is_dir():
             base.fail(f"{directory}: no such state directory", as_json)
@@ -509,6 +577,116 @@ def register(app: typer.Typer) -> None:
                 time.sleep(0.2)
         except (KeyboardInterrupt, BrokenPipeError):
             return
+
+
+def _launcher(
+    hosts: str | None, ssh: bool, exec_prefix: str | None, fanout: int, as_json: bool
+) -> Any:
+    from hierclust.runtime.launch import Launcher
+
+    if hosts is None:
+        base.fail("--ssh and --exec go with --hosts HOSTLIST", as_json)
+    if ssh and exec_prefix is not None:
+        base.fail("give either --ssh or --exec PREFIX, not both", as_json)
+    return Launcher(exec_prefix, fanout)
+
+
+def _deploy_hosts(
+    topology: Any,
+    file: Path,
+    hostlist: str,
+    launcher: Any,
+    state: str,
+    python: str | None,
+    timeout_s: float,
+    as_json: bool,
+) -> None:
+    """``deploy --hosts``: one background agent per host, then poll every host's status."""
+    from hierclust.runtime.launch import hosts_of, launch, pick_hosts, snapshots
+    from hierclust.runtime.status import aggregate
+
+    started_at = time.monotonic()
+    try:
+        picked = pick_hosts(topology, hostlist)
+        started = launch(topology, file, picked, launcher, state, python)
+    except DeployError as exc:
+        base.fail(str(exc), as_json)
+    everywhere = set(picked) == set(hosts_of(topology))
+    want = sum(len(ranks) for ranks in picked.values())
+    groups = len(topology.by_index)
+    summary: dict[str, Any] = {}
+    ok = False
+    with base.progress_bar(f"deploy on {len(picked)} hosts") as bar:
+        task = bar.add_task("starting", total=groups)
+        while time.monotonic() - started_at < timeout_s:
+            found, errors = snapshots(launcher, list(picked), state, python)
+            summary = aggregate(topology, found, errors)
+            running = sum(1 for s in found for n in s["nodes"] if n.get("running"))
+            led = summary["groups_led"]
+            bar.update(task, completed=led, description=f"{running}/{want} up, {led} led")
+            if running >= want and (led == groups or not everywhere):
+                ok = True
+                break
+            time.sleep(0.5)
+    result = {
+        "state_dir": state,
+        "launcher": "exec" if launcher.exec_prefix is not None else "ssh",
+        "hosts": started,
+        "nodes": want,
+        "groups": groups,
+        "groups_led": summary.get("groups_led", 0),
+        "all_led": ok and everywhere,
+        "ready": ok,
+        "seconds": round(time.monotonic() - started_at, 2),
+    }
+    if as_json:
+        base.emit_json(result)
+    elif ok:
+        base.out.print(
+            f"started {want:,} nodes on {len(started)} hosts; "
+            f"{summary.get('groups_led', 0)}/{groups} groups led after {result['seconds']} s"
+        )
+    else:
+        base.err.print(
+            f"[yellow]warning:[/] not ready after {timeout_s:.0f} s; the agents keep running "
+            f"(`hierclust stop --hosts {hostlist} --state-dir {state}`)"
+        )
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _stop_hosts(
+    hosts: str | None,
+    ssh: bool,
+    exec_prefix: str | None,
+    fanout: int,
+    state_dir: Path | None,
+    python: str | None,
+    as_json: bool,
+) -> None:
+    from ClusterShell.NodeSet import NodeSet, NodeSetParseError
+
+    from hierclust.runtime.launch import stop_hosts
+
+    launcher = _launcher(hosts, ssh, exec_prefix, fanout, as_json)
+    assert hosts is not None
+    try:
+        names = list(NodeSet(hosts))
+    except NodeSetParseError as exc:
+        base.fail(f"--hosts {hosts}: not a host list: {exc}", as_json)
+    state = str(state_dir) if state_dir is not None else str(default_state_dir())
+    answers = stop_hosts(launcher, names, state, python)
+    still = {h: a["still_running"] for h, a in answers.items() if a.get("still_running")}
+    errors = {h: a["error"] for h, a in answers.items() if "error" in a}
+    if as_json:
+        base.emit_json({"hosts": answers, "still_running": still, "errors": errors})
+    else:
+        stopped = sum(len(a.get("stopped", [])) for a in answers.values())
+        base.out.print(f"stopped {stopped} worker(s) on {len(answers)} hosts")
+        for host, error in errors.items():
+            base.err.print(f"[yellow]warning:[/] {host}: {error}", highlight=False)
+    if still:
+        raise typer.Exit(1)
 
 
 def uvloop_installed() -> bool:

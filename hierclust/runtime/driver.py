@@ -3,11 +3,17 @@
 Theory of operation
 -------------------
 Every input (a datagram, a timer, a lag report, a command) becomes one synchronous call of
-:meth:`NodeDriver.feed`: ``node.step(time.monotonic_ns(), input)`` and then each effect in turn.
-Nothing awaits in between, so effects of one step never interleave with another input, and a
-:class:`~hierclust.core.types.Persist` is fsync'd and renamed into place before the next effect
-(typically the ``Send`` of the vote it records) runs. A persist that fails crashes the node: it must
-not act on state it could not make durable.
+:meth:`NodeDriver.feed`: ``node.step(time.monotonic_ns(), input)`` and then each effect in turn,
+in order. A :class:`~hierclust.core.types.Persist` is fsync'd and renamed into place before the
+next effect (typically the ``Send`` of the vote it records) runs. The write runs in the host's
+persist thread pool (``HostContext.persist_pool``), not on the event loop: one fsync takes
+milliseconds, tens of them when the disk is busy, and hundreds of nodes voting at once in one
+process then stalled every node's heartbeats for seconds (a 1,024-node boot did not settle).
+While a node's write is in flight the node is *blocked*: it keeps stepping its inputs, but every
+effect, its own later ones included, waits in order in its backlog until the write is durable.
+At most one write per node is in flight, so writes of one state file never reorder. A persist
+that fails crashes the node: it must not act on state it could not make durable. Without a pool
+(``persist_pool = None``) the write runs inline, as before.
 
 Timers are ``loop.call_at`` handles, at most one per key; a later ``SetTimer`` replaces the
 handle. The lateness of every timer (how long after its due time it ran) is the loop-lag sample
@@ -90,6 +96,10 @@ class NodeDriver:
         self.amnesiac = False
         self.drop_log = DropLogger(prefix=self.name)
         self.on_crash: Callable[[NodeDriver, str], None] | None = None
+        self.life = 0  # bumped by every crash: a write finishing later belongs to a past life
+        self.blocked = False  # a persist is in flight: effects wait in the backlog
+        self.backlog: list[Any] = []
+        self.pending_persist: asyncio.Future[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     @property
@@ -125,7 +135,13 @@ class NodeDriver:
         else:
             self.amnesiac = False
             self.muted_until_ns = 0
-        node = Node(self.ctx.topology, self.rank, rng=random.Random(), persisted=persisted)
+        node = Node(
+            self.ctx.topology,
+            self.rank,
+            rng=random.Random(),
+            persisted=persisted,
+            amnesiac=self.amnesiac,
+        )
         self.node = node
         # Sequence numbers from the wall clock (us): a restart, even one that lost its state,
         # never reuses numbers peers still hold in their replay windows.
@@ -155,6 +171,9 @@ class NodeDriver:
         if self.node is None:
             return
         self.node = None
+        self.life += 1
+        self.blocked = False
+        self.backlog = []
         for handle in self.timers.values():
             handle.cancel()
         self.timers.clear()
@@ -179,7 +198,10 @@ class NodeDriver:
         self._apply(effects)
 
     def _apply(self, effects: list[Any]) -> None:
-        for effect in effects:
+        if self.blocked:
+            self.backlog.extend(effects)
+            return
+        for i, effect in enumerate(effects):
             if self.node is None:
                 return  # crashed half-way (failed persist): carry out nothing more
             kind = type(effect)
@@ -192,24 +214,67 @@ class NodeDriver:
                 if handle is not None:
                     handle.cancel()
             elif kind is Persist:
-                self._persist(effect.state)
+                if self._persist(effect.state):
+                    self.blocked = True  # the rest waits until the state is durable
+                    self.backlog.extend(effects[i + 1 :])
+                    return
             elif kind is Emit:
                 self.ctx.bus.publish(self.rank, self.name, effect.event)
             else:  # pragma: no cover - a new effect type must be handled here
                 raise TypeError(f"unknown effect {effect!r}")
 
-    def _persist(self, state: PersistentState) -> None:
+    def _persist(self, state: PersistentState) -> bool:
+        """Write ``state``; True when the write went to the pool (the node is blocked until it
+        lands), False when it was done inline (or failed and crashed the node)."""
+        pool = self.ctx.persist_pool
+        if pool is not None:
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(pool, self._save_now, self.state_path, state)
+            life = self.life
+            future.add_done_callback(lambda f: self._persisted(f, life, state))
+            self.pending_persist = future
+            return True
         try:
-            save_state(self.state_path, state)
+            self._save_now(self.state_path, state)
         except OSError as exc:
-            _LOG.error(
-                "%s: cannot write %s: %s; crashing the node",
-                self.name,
-                self.state_path,
-                exc.strerror,
-            )
-            self.crash("persist failed")
+            self._persist_failed(exc)
+            return False
+        self._durable(state)
+        return False
+
+    @staticmethod
+    def _save_now(path: Path, state: PersistentState) -> None:
+        save_state(path, state)  # looked up at call time (tests replace it)
+
+    def _persisted(self, future: asyncio.Future[None], life: int, state: PersistentState) -> None:
+        """A pooled write finished (in the loop): release the backlog, or crash on failure."""
+        if future is self.pending_persist:
+            self.pending_persist = None
+        if life != self.life or self.node is None or future.cancelled():
+            return  # the node crashed meanwhile: what it held back is gone with it
+        exc = future.exception()
+        if exc is not None:
+            if isinstance(exc, OSError):
+                self._persist_failed(exc)
+            else:
+                _LOG.error("%s: writing %s: %r; crashing the node", self.name, self.state_path, exc)
+                self.crash("persist failed")
             return
+        self._durable(state)
+        self.blocked = False
+        backlog, self.backlog = self.backlog, []
+        self._apply(backlog)
+
+    def _persist_failed(self, exc: OSError) -> None:
+        _LOG.error(
+            "%s: cannot write %s: %s; crashing the node",
+            self.name,
+            self.state_path,
+            exc.strerror or exc,
+        )
+        self.crash("persist failed")
+
+    def _durable(self, state: PersistentState) -> None:
         self.stats.persists += 1
         codec = self.codec
         if codec is not None and codec.incarnation != state.incarnation:

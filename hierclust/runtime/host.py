@@ -9,6 +9,7 @@ filter (``partition``/``heal``). :class:`NodeHost` owns the drivers, the lag mon
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -26,6 +27,9 @@ from hierclust.topology import Topology
 
 _LOG = logging.getLogger("hierclust.runtime")
 MS = 1_000_000
+PERSIST_THREADS = 4
+"""Threads writing state files (temp, fsync, rename, fsync dir) off the event loop; concurrent
+fsyncs on one file system share journal commits. At most one write per node is in flight."""
 BOOT_BATCH = 8
 BOOT_PAUSE_S = 0.02
 """Boot pacing: ``BOOT_BATCH`` nodes, then a pause that also runs whatever the loop has queued
@@ -76,6 +80,9 @@ class HostContext:
         self.lag_total_max_ns = 0
         self.last_lag_ms = 0
         self.isolated: frozenset[int] | None = None
+        self.persist_pool: concurrent.futures.ThreadPoolExecutor | None = (
+            concurrent.futures.ThreadPoolExecutor(PERSIST_THREADS, "persist")
+        )
 
     def state_path(self, rank: int) -> Path:
         return self.state_dir / "nodes" / f"{self.topology.node_name(rank)}.json"
@@ -186,6 +193,10 @@ class NodeHost:
         """Bring a crashed (or running: crash it first) node back, optionally without its disk."""
         driver = self.driver(rank)
         driver.crash("restart")
+        pending = driver.pending_persist
+        if pending is not None:  # the old life's last write lands before the new life reads
+            with contextlib.suppress(Exception):
+                await pending
         if wipe:
             driver.state_path.unlink(missing_ok=True)
         await driver.bind()
@@ -247,6 +258,9 @@ class NodeHost:
             driver.crash("stopped")
         for witness in self.witnesses:
             witness.close()
+        pool = self.ctx.persist_pool
+        if pool is not None:  # writes in flight finish (their nodes are gone: nothing follows)
+            await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
         # let the transports run their close callbacks before the loop goes away
         await asyncio.sleep(0)
         await asyncio.sleep(0)

@@ -169,3 +169,37 @@ async def test_a_vote_that_cannot_be_persisted_is_never_sent(
     driver = cluster.host.drivers[0]
     await wait_for(lambda: not driver.running, 3.0, "the node to stop")
     assert not [v for v in one.votes(TERM) if v.granted]
+
+
+async def test_a_slow_disk_delays_the_vote_not_the_event_loop(
+    one_node: tuple[Cluster, Peer, Peer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """State files are written in the host's persist threads: the vote waits for its write,
+    the event loop (every other node of the process) does not."""
+    from hierclust.runtime import state
+
+    cluster, one, _ = one_node
+    group = cluster.topology.root.index
+    await past_boot_block(cluster)
+    landed: list[float] = []
+
+    def slow_save(path: Path, st: object) -> None:
+        time.sleep(0.4)
+        state.save_state(path, st)  # type: ignore[arg-type]
+        landed.append(time.monotonic())
+
+    monkeypatch.setattr("hierclust.runtime.driver.save_state", slow_save)
+    await one.send(RequestVote(group, TERM, 1))
+    started = time.monotonic()
+    worst = 0.0
+    while not one.votes(TERM) and time.monotonic() - started < 3.0:
+        before = time.monotonic()
+        await asyncio.sleep(0.01)
+        worst = max(worst, time.monotonic() - before)
+    got = time.monotonic()
+    assert one.votes(TERM) and one.votes(TERM)[0].granted
+    assert landed and landed[0] <= got, "the vote went out before its write was durable"
+    assert got - started >= 0.35
+    assert worst < 0.2, f"the event loop stalled {worst:.2f} s during the write"
+    persisted = load_state(cluster.ctx.state_path(0))
+    assert persisted is not None and (group, TERM, 1) in persisted.votes
