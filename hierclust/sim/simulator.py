@@ -268,36 +268,27 @@ class Simulator:
             time_ns, _seq, kind, target, payload = entry
             self.now = time_ns
             run += 1
+            if kind > TIMER:  # not addressed to a node: an action or a tie-breaker's input
+                if kind == ACTION:
+                    self._action(target, payload)
+                else:
+                    self._witness(target, payload)
+                continue
+            node = nodes[target]
+            if node is None:
+                continue
+            slot = slots[target]
+            if slot.paused_until > time_ns:
+                queue.push(slot.paused_until, kind, target, payload)
+                continue
             if kind == DELIVER:
-                node = nodes[target]
-                if node is None:
-                    continue
-                slot = slots[target]
-                if slot.paused_until > time_ns:
-                    queue.push(slot.paused_until, kind, target, payload)
-                    continue
-                effects = node.step(
-                    self._local(target, time_ns) if slot.skewed else time_ns, payload
-                )
-            elif kind == TIMER:
-                node = nodes[target]
-                if node is None:
-                    continue
-                slot = slots[target]
-                if slot.paused_until > time_ns:
-                    queue.push(slot.paused_until, kind, target, payload)
-                    continue
-                fired, gen, tkey = payload
+                inp = payload
+            else:
+                inp, gen, tkey = payload
                 if timers.get(tkey) != gen:
                     continue
                 del timers[tkey]
-                effects = node.step(self._local(target, time_ns) if slot.skewed else time_ns, fired)
-            elif kind == ACTION:
-                self._action(target, payload)
-                continue
-            else:
-                self._witness(target, payload)
-                continue
+            effects = node.step(self._local(target, time_ns) if slot.skewed else time_ns, inp)
             if effects:
                 apply(target, effects)
         self.events_run += run
