@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from hierclust import __version__
+from hierclust.core.timeouts import MS
 from hierclust.runtime.control import request
 from hierclust.runtime.demo import Demo, percentile, read_events
 from hierclust.runtime.deploy import (
@@ -48,7 +49,6 @@ from hierclust.runtime.deploy import (
 )
 from hierclust.topology import Topology, load
 
-MS = 1_000_000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MAX_FLOOD = 10_000_000
 MAX_FLOOD_RATE = 50_000

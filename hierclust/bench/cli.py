@@ -60,6 +60,13 @@ BootOpt = Annotated[
 SteadyOpt = Annotated[
     float, typer.Option("--steady-s", min=0.5, help="udp/serf: steady window measured.")
 ]
+AfterOpt = Annotated[
+    int, typer.Option("--after-ms", min=100, help="sim: virtual time after the kill.")
+]
+UvloopOpt = Annotated[
+    bool | None,
+    typer.Option("--uvloop/--no-uvloop", help="udp: uvloop (default: over 256 nodes)."),
+]
 
 
 def _write_json(payload: dict[str, Any], target: Path | None) -> None:
@@ -220,13 +227,8 @@ def register(app: typer.Typer) -> None:
         base_port: BasePortOpt = DEFAULT_BASE_PORT,
         steady_s: SteadyOpt = 3.0,
         boot_timeout_s: BootOpt = 120.0,
-        after_ms: Annotated[
-            int, typer.Option("--after-ms", min=100, help="sim: virtual time after the kill.")
-        ] = 3000,
-        use_uvloop: Annotated[
-            bool | None,
-            typer.Option("--uvloop/--no-uvloop", help="udp: uvloop (default: over 256 nodes)."),
-        ] = None,
+        after_ms: AfterOpt = 3000,
+        use_uvloop: UvloopOpt = None,
         budget: Annotated[
             bool,
             typer.Option(
@@ -314,13 +316,8 @@ def register(app: typer.Typer) -> None:
         base_port: BasePortOpt = DEFAULT_BASE_PORT,
         steady_s: SteadyOpt = 3.0,
         boot_timeout_s: BootOpt = 120.0,
-        after_ms: Annotated[
-            int, typer.Option("--after-ms", min=100, help="sim: virtual time after the kill.")
-        ] = 3000,
-        use_uvloop: Annotated[
-            bool | None,
-            typer.Option("--uvloop/--no-uvloop", help="udp: uvloop (default: over 256 nodes)."),
-        ] = None,
+        after_ms: AfterOpt = 3000,
+        use_uvloop: UvloopOpt = None,
     ) -> None:
         """Notify time and datagrams per node against N, one run per size and kill."""
         from hierclust.bench.sweep import flatness, parse_sizes

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from hierclust.bench.report import percentile
+from hierclust.core.timeouts import MS
 
-MS = 1_000_000
 BIND_BASE_PORT = 17946
 RPC_BASE_PORT = 15373
 MAX_AGENTS = 1000

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hierclust import __version__
+from hierclust.core.timeouts import MS
 from hierclust.runtime.control import request
 from hierclust.runtime.demo import Demo, read_events
 from hierclust.runtime.deploy import (
@@ -34,7 +35,6 @@ from hierclust.runtime.deploy import (
 )
 from hierclust.topology import Topology, from_dict, generate_document, load
 
-MS = 1_000_000
 ROLES = ("leaf", "leader", "root-leader")
 MAX_PROCESSES_PER_NODE_MODE = 128
 Progress = Callable[[str, float, float], None]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hierclust import __version__
+from hierclust.core.timeouts import MS
 from hierclust.runtime.control import request
 from hierclust.runtime.deploy import (
     DeployError,
@@ -30,7 +31,6 @@ from hierclust.runtime.deploy import (
 from hierclust.runtime.status import aggregate
 from hierclust.topology import Topology
 
-MS = 1_000_000
 Progress = Callable[[str, int, int], None]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hierclust.codec import Keyring, MessageRegistry
+from hierclust.core.timeouts import MS
 from hierclust.core.types import LoopLag, witness_group
 from hierclust.runtime.driver import NodeDriver
 from hierclust.runtime.events import EventBus
@@ -26,7 +27,6 @@ from hierclust.runtime.transport import AddressTuple
 from hierclust.topology import Topology
 
 _LOG = logging.getLogger("hierclust.runtime")
-MS = 1_000_000
 PERSIST_THREADS = 4
 """Threads writing state files (temp, fsync, rename, fsync dir) off the event loop; concurrent
 fsyncs on one file system share journal commits. At most one write per node is in flight."""

@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hierclust.core.timeouts import MS
 from hierclust.sim.network import Network, Partition
 from hierclust.sim.scenario import all_led
-from hierclust.sim.simulator import MS, Simulator
+from hierclust.sim.simulator import Simulator
 from hierclust.topology import from_dict, generate_document
 from hierclust.topology.model import Topology
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hierclust import __version__
+from hierclust.core.timeouts import MS
 from hierclust.sim.network import Network
-from hierclust.sim.simulator import MS, Simulator
+from hierclust.sim.simulator import Simulator
 from hierclust.topology.model import Topology
 
 ROLES = ("leaf", "leader", "root-leader")

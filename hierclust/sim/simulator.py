@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hierclust.core.timeouts import MS
 from hierclust.core.types import (
     CancelTimer,
     Command,
@@ -52,7 +53,6 @@ from hierclust.sim.queue import EventQueue
 from hierclust.topology.model import Topology
 
 DELIVER, TIMER, ACTION, WITNESS = 0, 1, 2, 3
-MS = 1_000_000
 FREEZE_NODES = 10_000
 """From this many nodes on, ``run_until`` freezes the heap it starts from (see there)."""
 

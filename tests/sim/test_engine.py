@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from hierclust.core.timeouts import MS
 from hierclust.core.types import (
     CancelTimer,
     Emit,
@@ -19,7 +20,7 @@ from hierclust.core.types import (
 )
 from hierclust.sim.network import Network, Partition
 from hierclust.sim.queue import EventQueue
-from hierclust.sim.simulator import MS, Simulator
+from hierclust.sim.simulator import Simulator
 from hierclust.topology import from_dict, generate_document
 
 TOPO = from_dict(generate_document(6, 3))

@@ -10,10 +10,11 @@ import random
 
 import pytest
 
+from hierclust.core.timeouts import MS
 from hierclust.sim.fuzz import run_schedule
 from hierclust.sim.network import Network
 from hierclust.sim.scenario import all_led, lease_holder
-from hierclust.sim.simulator import MS, Simulator
+from hierclust.sim.simulator import Simulator
 from hierclust.topology import from_dict, generate_document
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from hierclust.core.timeouts import MS
 from hierclust.sim.network import Network, Partition
 from hierclust.sim.scenario import KillPlan, all_led, lease_holder, run_kill
-from hierclust.sim.simulator import MS, Simulator
+from hierclust.sim.simulator import Simulator
 from hierclust.topology import from_dict, generate_document, load
 
 REPO = Path(__file__).resolve().parents[2]
