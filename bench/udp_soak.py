@@ -37,7 +37,7 @@ from typing import Any
 from hierclust import __version__
 from hierclust.core.timeouts import MS
 from hierclust.runtime.control import request
-from hierclust.runtime.demo import Demo, percentile, read_events
+from hierclust.runtime.demo import Demo, read_events
 from hierclust.runtime.deploy import (
     DeployError,
     check_addresses,
@@ -47,6 +47,7 @@ from hierclust.runtime.deploy import (
     groups_led,
     wait_ready,
 )
+from hierclust.stats import percentile
 from hierclust.topology import Topology, load
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hierclust.sim.scenario import REPORT_FIELDS, median_summary
+from hierclust.stats import percentile
 
 __all__ = [
     "REPORT_FIELDS",
@@ -21,14 +22,6 @@ __all__ = [
 
 class SchemaError(ValueError):
     """A report that lacks a DESIGN section 5 field or has one of the wrong type."""
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (the one the simulator and the demo use)."""
-    if not values:
-        raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def check_report(report: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from hierclust.runtime.deploy import (
     wait_ready,
 )
 from hierclust.runtime.status import aggregate
+from hierclust.stats import percentile
 from hierclust.topology import Topology
 
 Progress = Callable[[str, int, int], None]
@@ -44,11 +45,6 @@ def read_events(state_dir: Path) -> list[dict[str, Any]]:
                 continue
     records.sort(key=lambda r: r.get("t_ns", 0))
     return records
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 class Demo:

@@ -17,6 +17,7 @@ from hierclust import __version__
 from hierclust.core.timeouts import MS
 from hierclust.sim.network import Network
 from hierclust.sim.simulator import Simulator
+from hierclust.stats import percentile
 from hierclust.topology.model import Topology
 
 ROLES = ("leaf", "leader", "root-leader")
@@ -124,12 +125,6 @@ def sits_in(sim: Simulator, rank: int) -> set[int]:
             break
         inside.add(upper.index)
     return inside
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def run_kill(
