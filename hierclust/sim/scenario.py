@@ -150,6 +150,13 @@ def run_kill(
     total_ns = plan.boot_limit_ms * MS + plan.steady_ms * MS + plan.after_ms * MS
     sim.start_all(spread_ns=heartbeat_ns)
     step_ns = 100 * MS
+
+    def advance(until_ns: int, phase: str, shown_offset_ns: int = 0) -> None:
+        while sim.now < until_ns:
+            sim.run_until(min(sim.now + step_ns, until_ns))
+            if progress:
+                progress(sim.now + shown_offset_ns, total_ns, phase)
+
     while not all_led(sim):
         if sim.now >= plan.boot_limit_ms * MS:
             count = sum(1 for g in topology.by_index if lease_holder(sim, g.index) is not None)
@@ -164,10 +171,7 @@ def run_kill(
     # Steady window: count datagrams, let leases settle.
     sim.mark()
     steady_start = sim.now
-    while sim.now < steady_start + plan.steady_ms * MS:
-        sim.run_until(min(sim.now + step_ns, steady_start + plan.steady_ms * MS))
-        if progress:
-            progress(sim.now, total_ns, "steady")
+    advance(steady_start + plan.steady_ms * MS, "steady")
     live = len(sim.live_ranks())
     steady_s = (sim.now - steady_start) / 1e9
     msgs_per_node_per_s = sim.records.sent_since_mark / live / steady_s
@@ -177,15 +181,12 @@ def run_kill(
     victim, role = pick_victim(sim, plan.kill, random.Random(plan.seed * 31 + 7))
     inside = sits_in(sim, victim)
     led = led_groups(sim, victim)
-    incarnation = sim.slots[victim].incarnation
     kill_at = sim.now
     sim.mark()
     sim.crash(victim)
+    incarnation = sim.slots[victim].incarnation
     end = kill_at + plan.after_ms * MS
-    while sim.now < end:
-        sim.run_until(min(sim.now + step_ns, end))
-        if progress:
-            progress(sim.now + (total_ns - end), total_ns, "after kill")
+    advance(end, "after kill", total_ns - end)
     records = sim.records
     identity = ("failed", victim, incarnation)
     learned = records.learned.get(identity, {})

@@ -170,6 +170,11 @@ class Simulator:
 
     def crash(self, rank: int) -> None:
         """Stop a node abruptly: its timers are dropped, datagrams to it are lost."""
+        node = self.nodes[rank]
+        if node is not None:
+            # a node that refuted a false accusation runs under a newer incarnation than it booted
+            slot = self.slots[rank]
+            slot.incarnation = getattr(node, "incarnation", slot.incarnation)
         self.nodes[rank] = None
         self.crashed.add(rank)
 
