@@ -128,7 +128,6 @@ class Simulator:
         self.checker = SafetyChecker()
         self.records = Records()
         self.crashed: set[int] = set()
-        self.faults_active = 0  # >0 while a fault that can excuse a false accusation is in force
         self.last_fault_ns = -(10**18)  # when the last network fault was healed
         self.sizer = sizer
         # Tie-breakers (witness daemons, shared-disk leases) by group index; reachable from every
@@ -466,8 +465,7 @@ class Simulator:
         slot = self.slots[accused]
         recent = 5_000 * MS
         return (
-            self.faults_active > 0
-            or self.net.loss > 0
+            self.net.loss > 0
             or self.net.duplicate > 0
             or self.net.partition is not None
             or self.now - self.last_fault_ns < recent
