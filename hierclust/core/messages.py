@@ -143,6 +143,19 @@ class LeaderHint:
 
 
 @dataclass(frozen=True, slots=True)
+class Handoff:
+    """Leader -> members: I resigned ``group`` in ``term`` (my lease is over) and ``successor``
+    should take it. The successor stands at once, without a pre-vote; a member that followed the
+    sender now grants its vote to the successor only (the rest of its election-timeout promise
+    passes from the old leader to the successor). A lost Handoff costs an ordinary election."""
+
+    KIND: ClassVar[str] = "handoff"
+    group: int
+    term: int
+    successor: int
+
+
+@dataclass(frozen=True, slots=True)
 class SlotHandover:
     """A child group's new leader takes its slot in the parent ``group``; ``child_term`` fences
     stale hand-overs."""
@@ -266,6 +279,7 @@ Message = (
     | RequestVote
     | VoteResp
     | LeaderHint
+    | Handoff
     | SlotHandover
     | Locate
     | Located
@@ -290,6 +304,7 @@ MESSAGE_TYPES: tuple[type, ...] = (
     RequestVote,
     VoteResp,
     LeaderHint,
+    Handoff,
     SlotHandover,
     Locate,
     Located,

@@ -87,6 +87,7 @@ from hierclust.core.messages import (
     FLAG_REFUTE,
     MAX_NOTICES_PER_MESSAGE,
     Ack,
+    Handoff,
     LeaderHint,
     Locate,
     Located,
@@ -111,6 +112,9 @@ from hierclust.core.messages import (
 from hierclust.core.quorum import lease_base
 from hierclust.core.timeouts import health_after, retransmit_delay, stretched
 from hierclust.core.types import (
+    ACTIVE,
+    ADMIN_MODES,
+    Admin,
     Alive,
     CancelTimer,
     Command,
@@ -159,9 +163,13 @@ MAX_BACKLOG = 256
 """Notices kept per group while it has no known leader; beyond that, digest repair catches up."""
 MAX_PULL_BATCHES = 64
 """A pull is answered with at most this many Notices datagrams; the rest waits for the next pull."""
+MAX_ADMIN = 4096
+"""Admin notices a node keeps (the operator's modes, as rank ranges); beyond, the oldest go."""
 
 _COMPACT_KEY: Final = ("x",)
 """Timer for notice compaction by age (one per node)."""
+_RESIGN_KEY: Final = ("m",)
+"""Timer: our admin mode became maintenance or drained; hand over what we lead."""
 _NO_INTS: list[int] = []
 _NO_BYTES = bytearray()
 
@@ -176,9 +184,14 @@ class PersistentState:
 
 
 def notice_key(notice: Notice) -> int:
-    """Integer identity of a notice: ``(kind, node, incarnation)`` packed for a cheap dict key."""
+    """Integer identity of a notice: ``(kind, node, incarnation)`` packed for a cheap dict key
+    (an admin notice: a negative hash of its identity, so it never meets the others)."""
+    if type(notice) is Admin:
+        h = _mix(notice.node ^ (notice.count << 32))
+        h = _mix(h ^ notice.seq)
+        return -1 - _mix(h ^ ((notice.issuer << 2) | notice.mode))
     kind = 0 if type(notice) is Failure else 1
-    return (notice.node << 33) | (notice.incarnation << 1) | kind
+    return (notice.node << 33) | (notice.incarnation << 1) | kind  # type: ignore[union-attr]
 
 
 def _mix(key: int) -> int:
@@ -340,6 +353,9 @@ class Node:
         "started",
         "amnesiac",
         "expiry",
+        "admin",
+        "admin_seq",
+        "mode",
     )
 
     def __init__(
@@ -365,7 +381,7 @@ class Node:
         self.states: list[GroupState | None] = [None] * len(self.path)
         # notices by the node they are about (few per node), so a leader can look up what is
         # known about a member's incarnations
-        self.known: dict[int, tuple[Notice, ...]] | None = None
+        self.known: dict[int, tuple[Failure | Alive, ...]] | None = None
         self.dcount = 0
         self.dhash = 0
         self.pending: dict[int, dict[int, list[Any]]] | None = None
@@ -374,6 +390,10 @@ class Node:
         self.votes: dict[int, tuple[int, int]] | None = None
         # (when the newest failure notice about a node ages out, node): a heap, for compaction
         self.expiry: list[tuple[int, int]] | None = None
+        # admin notices by notice_key; the newest covering a rank gives its mode
+        self.admin: dict[int, Admin] | None = None
+        self.admin_seq = 0
+        self.mode = ACTIVE  # our own admin mode
         self.started = False
         self.inc = incarnation
         if persisted is not None:
@@ -399,7 +419,7 @@ class Node:
         elif kind is Unreachable:
             self._on_unreachable(now, inp.dst, out)  # type: ignore[union-attr]
         elif kind is Command:
-            pass  # no operator commands in the core yet
+            self._on_command(now, inp, out)  # type: ignore[arg-type]
         return out
 
     # ------------------------------------------------------------------ queries (read-only)
@@ -472,15 +492,30 @@ class Node:
         return 0 if gs is None else gs.view_id
 
     def known_notices(self) -> tuple[Notice, ...]:
-        if self.known is None:
-            return ()
-        return tuple(n for about in self.known.values() for n in about)
+        found: tuple[Notice, ...] = ()
+        if self.known is not None:
+            found = tuple(n for about in self.known.values() for n in about)
+        if self.admin:
+            found += tuple(self.admin.values())
+        return found
 
     def has_notice(self, notice: Notice) -> bool:
+        key = notice_key(notice)
+        if type(notice) is Admin:
+            return self.admin is not None and key in self.admin
         if self.known is None:
             return False
-        key = notice_key(notice)
         return any(notice_key(n) == key for n in self.known.get(notice.node, ()))
+
+    def admin_mode(self, rank: int) -> int:
+        """``rank``'s admin mode as this node knows it (``ACTIVE`` unless an admin notice says
+        otherwise)."""
+        best: Admin | None = None
+        if self.admin:
+            for a in self.admin.values():
+                if a.covers(rank) and (best is None or a.order > best.order):
+                    best = a
+        return ACTIVE if best is None else best.mode
 
     def digest(self) -> tuple[int, int]:
         return (self.dcount, self.dhash)
@@ -642,6 +677,10 @@ class Node:
         if tag == "x":
             self._compact(now, out)
             return
+        if tag == "m":
+            if self.mode != ACTIVE:
+                self._resign_all(now, out)
+            return
         gs = self._gs(key[1])
         if gs is None:
             return
@@ -707,6 +746,8 @@ class Node:
         pos = gs.myslot
         if gs.leaf and 0 <= gs.prev_leader - gs.first < pos:
             pos -= 1  # the dead leader's slot does not count in the rank order
+        if self.mode != ACTIVE:
+            pos += gs.size  # in maintenance or drained: after every active member
         jitter = self.rng.randrange(tm.jitter + 1) if tm.jitter > 0 else 0
         gs.cand_armed = True
         # one rank step spans the whole jitter window, so a lower rank always stands first
@@ -957,6 +998,53 @@ class Node:
         if gs.level + 1 < len(self.path):
             self._join(now, gs.level + 1, out)
 
+    def _successor(self, now: int, gs: GroupState) -> int:
+        """The member to hand leadership to: the lowest-slot active member that echoed us in
+        this term within two heartbeats (-1: none, keep leading)."""
+        recent = now - 2 * gs.tm.heartbeat
+        for s in range(gs.size):
+            if s == gs.myslot or gs.status[s] != ALIVE or gs.echo[s] <= 0 or gs.last[s] < recent:
+                continue
+            node = gs.first + s if gs.leaf else gs.holders[s]
+            if node >= 0 and self.admin_mode(node) == ACTIVE:
+                return node
+        return -1
+
+    def _resign_all(self, now: int, out: list[Effect]) -> bool:
+        """We are in maintenance or drained: hand every group we lead to an active member, top
+        group first (stepping down below leaves the groups above). True if any was handed."""
+        handed = False
+        for lvl in range(len(self.states) - 1, -1, -1):
+            gs = self.states[lvl]
+            if gs is None or gs.role != LEADER or not now < gs.lease_until:
+                continue
+            successor = self._successor(now, gs)
+            if successor < 0:
+                continue
+            members = self._members(gs)
+            term = gs.term
+            gs.lease_until = now  # released before anyone may vote for the successor
+            self._step_down(now, gs, out)
+            gs.heard_from = successor  # our own vote goes to the successor only
+            gs.block_until = now + gs.tm.election
+            msg = Handoff(gs.gi, term, successor)
+            for dst in members:
+                out.append(Send(dst, msg))
+            handed = True
+        return handed
+
+    def _on_handoff(self, now: int, src: int, msg: Handoff, out: list[Effect]) -> None:
+        gs = self._gs(msg.group)
+        if gs is None or gs.role == LEADER or msg.term != gs.term:
+            return
+        if gs.leader != src and gs.heard_from != src:
+            return  # only the leader we follow can hand its group over
+        if gs.leader == src:
+            self._lose_leader(now, gs, out)
+        gs.heard_from = msg.successor  # our promise to the old leader passes to the successor
+        if msg.successor == self.rank and gs.role == FOLLOWER:
+            self._start_election(now, gs, out)
+
     def _step_down(
         self, now: int, gs: GroupState, out: list[Effect], retry_ns: int | None = None
     ) -> None:
@@ -1091,6 +1179,8 @@ class Node:
     def _leader_tick(
         self, now: int, gs: GroupState, out: list[Effect], *, heartbeat: bool = True
     ) -> None:
+        if self.mode != ACTIVE and heartbeat and self._resign_all(now, out):
+            return
         if now < gs.lease_until:
             self._renew_lease(now, gs, out)
         else:
@@ -1204,7 +1294,8 @@ class Node:
             # we never heard this incarnation (we lead since it went silent): the newest one
             # the notices speak of (a Failure of it already known is then simply no news)
             inc = max(1, *self._known_about(node))
-        notice = Failure(node, inc, gs.gi, self.rank, gs.term, now)
+        planned = self.admin is not None and self.admin_mode(node) != ACTIVE
+        notice = Failure(node, inc, gs.gi, self.rank, gs.term, now, planned)
         if self.pending is not None:
             self.pending.pop(node, None)
         if self._learn(now, notice, None, out):
@@ -1340,7 +1431,10 @@ class Node:
             # not the answer to our latest heartbeat (a member finding us, or news for it):
             # answer it; an answer to a heartbeat needs none (that would never end)
             out.append(Send(src, self._ack(now, gs, flags)))
-        if msg.digest_count > self.dcount:
+        count = msg.digest_count
+        if count > self.dcount or (count == self.dcount and msg.digest_hash != self.dhash):
+            # the member knows more, or as much but different (e.g. a newer admin notice that
+            # replaced one we still hold): pull from it too, the member pulls from us
             gs.mismatch += 1
             if gs.mismatch >= 2:
                 gs.mismatch = 0
@@ -1505,6 +1599,8 @@ class Node:
 
     # ------------------------------------------------------------------ notices
     def _learn(self, now: int, notice: Notice, via: int | None, out: list[Effect]) -> bool:
+        if isinstance(notice, Admin):
+            return self._learn_admin(now, notice, via, out)
         key = notice_key(notice)
         tm = self.layout.timing[self.path[0]]
         failure = type(notice) is Failure
@@ -1530,7 +1626,7 @@ class Node:
             heapq.heappush(self.expiry, entry)
             if self.expiry[0] is entry:
                 out.append(SetTimer(_COMPACT_KEY, entry[0]))
-        if self.dcount > tm.max_notices:
+        if self.dcount > tm.max_notices and len(known) > 1:
             # compaction: forget the node we first heard about (dict order = learning order)
             oldest = next(iter(known))
             for n in known.pop(oldest):
@@ -1540,6 +1636,66 @@ class Node:
         if type(notice) is Failure and notice.node == self.rank and notice.incarnation == self.inc:
             self._refute(out)
         return True
+
+    def _learn_admin(self, now: int, notice: Admin, via: int | None, out: list[Effect]) -> bool:
+        """Keep ``notice`` unless a newer one covers its whole range; drop the older ones it
+        covers. The kept set depends only on which notices exist, not on their order of arrival,
+        so digests agree once everyone has them all."""
+        table = self.admin
+        if table is None:
+            table = self.admin = {}
+        key = notice_key(notice)
+        if key in table:
+            return False
+        lo = notice.node
+        hi = lo + notice.count
+        order = notice.order
+        for other in table.values():
+            if other.order > order and other.node <= lo and hi <= other.node + other.count:
+                return False  # superseded before it got here
+        for k, other in list(table.items()):
+            if other.order < order and lo <= other.node and other.node + other.count <= hi:
+                self._drop_admin(k)
+        table[key] = notice
+        self.dcount += 1
+        self.dhash ^= _mix(key)
+        if notice.seq > self.admin_seq:
+            self.admin_seq = notice.seq
+        if len(table) > MAX_ADMIN:
+            self._drop_admin(min(table, key=lambda k: table[k].order))
+        out.append(Emit(NoticeLearned(notice, via)))
+        if notice.covers(self.rank):
+            mode = self.admin_mode(self.rank)
+            if mode != self.mode:
+                self.mode = mode
+                if mode != ACTIVE:
+                    # hand over right after this step, once the notice has been forwarded
+                    out.append(SetTimer(_RESIGN_KEY, now))
+        return True
+
+    def _drop_admin(self, key: int) -> None:
+        if self.admin is not None and self.admin.pop(key, None) is not None:
+            self.dcount -= 1
+            self.dhash ^= _mix(key)
+
+    def _on_command(self, now: int, cmd: Command, out: list[Effect]) -> None:
+        if cmd.name != "admin":
+            raise ValueError(f"unknown command {cmd.name!r}; the core knows 'admin'")
+        mode, ranges = cmd.args
+        if mode not in range(len(ADMIN_MODES)):
+            raise ValueError(f"admin mode {mode!r}: expected 0..{len(ADMIN_MODES) - 1}")
+        size = self.layout.topology.num_nodes
+        for first, count in ranges:
+            if count <= 0 or first < 0 or first + count > size:
+                raise ValueError(f"admin range {first}+{count} outside ranks 0..{size - 1}")
+        seq = max(self.admin_seq + 1, now // 1_000_000)
+        fresh = [
+            n
+            for first, count in ranges
+            if self._learn(now, n := Admin(first, count, mode, seq, self.rank), None, out)
+        ]
+        for i in range(0, len(fresh), MAX_NOTICES_PER_MESSAGE):
+            self._forward(now, tuple(fresh[i : i + MAX_NOTICES_PER_MESSAGE]), -1, -1, out)
 
     def _compact(self, now: int, out: list[Effect]) -> None:
         """Forget every notice about a node once its newest failure notice is ``notice_ttl_ms``
@@ -1685,8 +1841,6 @@ class Node:
                 del pending[src]
 
     def _on_pull(self, now: int, src: int, msg: Pull, out: list[Effect]) -> None:
-        if self.known is None:
-            return
         batch: list[Notice] = []
         sent = 0
         for notice in self.known_notices():
@@ -1712,6 +1866,7 @@ _HANDLERS: dict[type, Any] = {
     RequestVote: Node._on_request_vote,
     VoteResp: Node._on_vote_resp,
     LeaderHint: Node._on_leader_hint,
+    Handoff: Node._on_handoff,
     SlotHandover: Node._on_slot_handover,
     Roster: Node._on_roster,
     Notices: Node._on_notices,

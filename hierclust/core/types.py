@@ -20,7 +20,7 @@ the same events, so what is tested is what users see.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 NodeId = int
 GroupId = int
@@ -38,6 +38,9 @@ class Failure:
     detected_by: NodeId
     term: int
     detected_at_ns: int
+    planned: bool = False
+    """The node was in maintenance or drained when its leader declared it: a planned departure,
+    not a fault (the detector read its admin mode from the :class:`Admin` notices it held)."""
 
     @property
     def identity(self) -> tuple[str, NodeId, int]:
@@ -56,7 +59,42 @@ class Alive:
         return ("alive", self.node, self.incarnation)
 
 
-Notice = Failure | Alive
+ACTIVE: Final = 0
+MAINTENANCE: Final = 1
+DRAINED: Final = 2
+ADMIN_MODES: Final = ("active", "maintenance", "drained")
+"""Operator modes of a node by value. A node in maintenance or drained holds no leadership when
+an active member can take it, stands for election only after every active member, and its
+departure is a *planned* :class:`Failure`. Quorum is not affected (voting membership never
+changes without consensus); the two modes differ only in what they tell schedulers."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    """The operator set ``mode`` for ranks ``node .. node + count - 1``. ``seq`` orders admin
+    notices (the issuing node's ms clock, above every seq it has seen), ``issuer`` breaks ties;
+    per rank the newest admin notice holds. An admin notice is kept, and digested, until a newer
+    one covers its whole range."""
+
+    node: NodeId
+    count: int
+    mode: int
+    seq: int
+    issuer: NodeId
+
+    @property
+    def identity(self) -> tuple[str, NodeId, int, int, int]:
+        return ("admin", self.node, self.count, self.seq, self.issuer)
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.seq, self.issuer)
+
+    def covers(self, rank: int) -> bool:
+        return self.node <= rank < self.node + self.count
+
+
+Notice = Failure | Alive | Admin
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -92,7 +130,9 @@ class LoopLag:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """Operator/API request, e.g. ``Command("maintenance", (True,))``."""
+    """Operator/API request. ``Command("admin", (mode, ((first, count), ...)))`` sets the admin
+    mode (:data:`ACTIVE`, :data:`MAINTENANCE`, :data:`DRAINED`) of those rank ranges cluster-wide:
+    the node that gets it issues :class:`Admin` notices, which flood like failure notices."""
 
     name: str
     args: tuple[Any, ...] = ()

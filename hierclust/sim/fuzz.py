@@ -3,7 +3,10 @@
 Each schedule is a pure function of its seed: a small generated topology (sometimes with a witness
 on an even group), a boot, a fault phase with a random mix of crashes, restarts with and without
 disk, pauses, partitions (by subtree, random split, one-way), loss, duplication and clock skew,
-then a heal and a liveness phase. A failing seed is reported with the one command reproducing it.
+then a heal and a liveness phase. Most schedules also put a few random nodes or leaf groups into
+maintenance or drain, and back, from random nodes (drawn from a separate stream of the seed, so
+the fault mix of a seed does not depend on them). A failing seed is reported with the one command
+reproducing it.
 
 Liveness, after every fault is healed and ``3 x detection timeout`` has passed (detection timeout =
 ``suspect_after_ms + confirm_ms + election_timeout_ms``: notice a silent leader or member, confirm,
@@ -12,7 +15,9 @@ re-elect):
   all of its live members, and that leader is live;
 - every live node knows the failure of every node that has stayed crashed (of the newest
   incarnation that any node learned was alive: a node that came back and crashed again before
-  anyone heard of it is covered by its old notice).
+  anyone heard of it is covered by its old notice);
+- every live node sees the same admin mode for every node, and no node in maintenance or drained
+  leads a leaf group that has a live active member.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hierclust.core.timeouts import MS
+from hierclust.core.types import ACTIVE, ADMIN_MODES, Command
 from hierclust.sim.network import Network, Partition
 from hierclust.sim.scenario import all_led
 from hierclust.sim.simulator import Simulator
@@ -67,7 +73,10 @@ def run_schedule(
     nodes: int | None = None,
     fanout: int | None = None,
     fault_ms: int = 6_000,
+    admin: bool = True,
 ) -> Outcome:
+    """One schedule; ``admin=False`` leaves out the operator commands (regression seeds found
+    before they existed replay exactly)."""
     rng = random.Random(seed)
     topology = schedule_topology(rng, nodes, fanout)
     outcome = Outcome(seed, topology.num_nodes, max(g.size for g in topology.by_index))
@@ -85,6 +94,8 @@ def run_schedule(
         return outcome
     start = sim.now
     plan_faults(sim, rng, start, start + fault_ms * MS, outcome.faults)
+    if admin:
+        plan_admin(sim, random.Random(seed ^ 0xAD317), start, start + fault_ms * MS, outcome.faults)
     sim.run_until(start + fault_ms * MS)
     heal(sim)
     sim.run_until(sim.now + 3 * detection_timeout_ns(topology))
@@ -148,6 +159,35 @@ def plan_faults(sim: Simulator, rng: random.Random, start: int, end: int, log: l
             ppm = rng.choice([-20_000, -5_000, 5_000, 20_000])
             log.append(f"{at / MS:.0f}ms skew {topology.node_name(rank)} {ppm:+d}ppm")
             sim.at(at, _skew(rank, ppm))
+
+
+def plan_admin(sim: Simulator, rng: random.Random, start: int, end: int, log: list[str]) -> None:
+    """Up to three operator commands (maintenance, drain or back to active) on a few ranks or a
+    whole leaf group, each issued by a random live node."""
+    topology = sim.topology
+    n = topology.num_nodes
+    for _ in range(rng.choice([0, 1, 1, 2, 3])):
+        at = start + int(rng.random() * (end - start))
+        mode = rng.choice([1, 1, 2, 0])
+        if rng.random() < 0.3:
+            leaf = topology.leaf_of(rng.randrange(n))
+            first, count = leaf.first_rank, leaf.size
+        else:
+            first = rng.randrange(n)
+            count = min(rng.randint(1, 3), n - first)
+        log.append(
+            f"{at / MS:.0f}ms {ADMIN_MODES[mode]} {topology.names.fold(first, first + count)}"
+        )
+        sim.at(at, _admin(mode, first, count, rng.random()))
+
+
+def _admin(mode: int, first: int, count: int, pick: float) -> Callable[[Simulator], None]:
+    def issue(sim: Simulator) -> None:
+        live = sim.live_ranks()
+        if live:
+            sim.command(live[int(pick * len(live))], Command("admin", (mode, ((first, count),))))
+
+    return issue
 
 
 def random_partition(topology: Topology, rng: random.Random) -> Partition:
@@ -216,14 +256,16 @@ def check_liveness(sim: Simulator) -> list[str]:
         (leader,) = leaders
         if leader is None or sim.nodes[leader] is None:
             problems.append(f"group {group.name}: leader {leader} is not live")
+    problems.extend(check_admin(sim))
     crashed = sorted(sim.crashed)
     if crashed:
         # A node that came back and crashed again before anyone heard of it is still down: the old
         # failure notice tells the truth. What must be known is the failure of the newest
         # incarnation that the cluster ever learned was alive.
         announced = dict.fromkeys(crashed, 1)
-        for kind, node, incarnation in sim.records.learned:
-            if kind == "alive" and node in announced:
+        for identity in sim.records.learned:
+            if identity[0] == "alive" and identity[1] in announced:
+                node, incarnation = identity[1], identity[2]
                 announced[node] = max(announced[node], incarnation)
         for rank in sim.live_ranks():
             failed: dict[int, int] = {}
@@ -238,6 +280,31 @@ def check_liveness(sim: Simulator) -> list[str]:
                     )
                     if len(problems) > 20:
                         return problems
+    return problems
+
+
+def check_admin(sim: Simulator) -> list[str]:
+    """Everyone agrees on every node's admin mode; no inactive node leads a leaf group that has
+    a live active member to hand it to."""
+    topology = sim.topology
+    live = sim.live_ranks()
+    if not live:
+        return []
+    problems: list[str] = []
+    modes = {r: tuple(sim.nodes[r].admin_mode(x) for x in range(topology.num_nodes)) for r in live}
+    if len(set(modes.values())) > 1:
+        problems.append("live nodes disagree on admin modes")
+        return problems
+    mode = modes[live[0]]
+    for leaf in topology.leaves:
+        leader = sim.leader_of(leaf.index)
+        if leader is None or mode[leader] == ACTIVE:
+            continue
+        if any(sim.nodes[r] is not None and mode[r] == ACTIVE for r in leaf.ranks):
+            problems.append(
+                f"group {leaf.name}: {topology.node_name(leader)} is {ADMIN_MODES[mode[leader]]} "
+                "but still leads, with an active member alive"
+            )
     return problems
 
 

@@ -84,7 +84,7 @@ class NodeSlot:
 class Records:
     """Compact history of one run, for reports."""
 
-    learned: dict[tuple[str, int, int], dict[int, int]] = field(default_factory=dict)
+    learned: dict[tuple[Any, ...], dict[int, int]] = field(default_factory=dict)  # by identity
     detected: dict[tuple[str, int, int], tuple[int, int]] = field(default_factory=dict)
     elected: list[tuple[int, int, int, int]] = field(default_factory=list)  # t, group, rank, term
     elections: list[tuple[int, int, int, int]] = field(default_factory=list)  # t, group, rank, term

@@ -58,7 +58,7 @@ FALSE_ACCUSATIONS = {
 
 @pytest.mark.parametrize("seed", sorted(FALSE_ACCUSATIONS))
 def test_fuzz_seed_accuses_no_live_node(seed: int) -> None:
-    outcome = run_schedule(seed)
+    outcome = run_schedule(seed, admin=False)
     victim = FALSE_ACCUSATIONS[seed]
     assert not any("false-positive" in v for v in outcome.violations), outcome.violations
     assert not any(f"node {victim} declared failed" in v for v in outcome.violations)
@@ -69,7 +69,7 @@ def test_fuzz_seed_61977_a_leader_whose_clock_slowed_still_judges_its_lease() ->
     # cn1 led a group of three (+ witness) when its clock was slowed by 2 %: its lease timer
     # fired early, was not re-armed, and the lapsed lease was never judged. cn1 stayed leader
     # without a lease, so the crash of cn2 could never be declared (no lease, no verdict).
-    outcome = run_schedule(61977)
+    outcome = run_schedule(61977, admin=False)
     assert not any("does not know that cn2" in p for p in outcome.liveness), outcome.liveness
     assert outcome.ok, (outcome.faults, outcome.violations, outcome.liveness)
 
@@ -99,3 +99,23 @@ def test_a_whole_child_group_crashing_is_still_reported_through_its_slot() -> No
     sim.run_until(sim.now + 4_000 * MS)
     assert sorted(accused(sim, holder)) == sim.live_ranks()
     assert sim.checker.violations == []
+
+
+def test_fuzz_seed_100155_a_leader_drained_by_a_notice_still_forwards_it() -> None:
+    # cn[05-07] drained by an admin notice that cn08 issued and sent to its leader cn05: cn05
+    # stepped down on learning it before forwarding it, so cn06 and cn07 never got it, and their
+    # pulls went unanswered (a node without failure notices ignored pulls). Now the hand-over
+    # waits until the notice has been forwarded, and pulls are answered with admin notices too.
+    outcome = run_schedule(100155)
+    assert "live nodes disagree on admin modes" not in outcome.liveness
+    assert outcome.ok, (outcome.faults, outcome.violations, outcome.liveness)
+
+
+def test_fuzz_seed_200503_a_leader_pulls_from_a_member_with_an_equal_count_digest() -> None:
+    # cn1 issued maintenance for cn[2-4] while its root leader cn4 held an older admin notice
+    # (active cn[3-4]) that the new one replaces: both digests counted 3 notices with different
+    # hashes. Members pulled from the leader on such a mismatch, leaders only on a higher count,
+    # so cn4 never fetched the newer notice and cn[3-4] disagreed with cn[1-2] for good.
+    outcome = run_schedule(200503)
+    assert "live nodes disagree on admin modes" not in outcome.liveness
+    assert outcome.ok, (outcome.faults, outcome.violations, outcome.liveness)
