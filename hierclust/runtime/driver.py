@@ -15,6 +15,11 @@ At most one write per node is in flight, so writes of one state file never reord
 that fails crashes the node: it must not act on state it could not make durable. Without a pool
 (``persist_pool = None``) the write runs inline, as before.
 
+Datagrams arrive by callback: the endpoint's datagram protocol calls :meth:`NodeDriver.on_datagram`
+straight from the event loop (no queue and no task switch per datagram). What arrives while a node
+is paused, or after its socket is bound but before it booted, is kept and handled in order once it
+can be.
+
 Timers are ``loop.call_at`` handles, at most one per key; a later ``SetTimer`` replaces the
 handle. The lateness of every timer (how long after its due time it ran) is the loop-lag sample
 the host turns into :class:`~hierclust.core.types.LoopLag` inputs.
@@ -38,12 +43,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hierclust.codec import Codec, Decoded, DropLogger, Dropped, EncodeError
+from hierclust.codec import Codec, DropLogger, Dropped, EncodeError
 from hierclust.core.node import Node, PersistentState
 from hierclust.core.types import (
+    ADMIN_MODES,
+    Admin,
     Alive,
     CancelTimer,
     Emit,
+    Failure,
     Input,
     Persist,
     Received,
@@ -63,6 +71,9 @@ if TYPE_CHECKING:
     from hierclust.runtime.host import HostContext
 
 _LOG = logging.getLogger("hierclust.runtime")
+MAX_EARLY_DATAGRAMS = 4096
+"""Datagrams kept for a node whose socket is bound but which has not booted yet (beyond that they
+are lost, counted as suppressed)."""
 
 
 @dataclass(slots=True)
@@ -89,7 +100,10 @@ class NodeDriver:
         self.codec: Codec | None = None
         self.endpoint: UdpEndpoint | None = None
         self.timers: dict[tuple[Any, ...], asyncio.TimerHandle] = {}
-        self.recv_task: asyncio.Task[None] | None = None
+        self.recv_task: asyncio.Task[None] | None = None  # (datagrams arrive by callback)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.held: list[tuple[bytes, AddressTuple]] | None = None  # received while paused
+        self.early: list[tuple[bytes, AddressTuple]] | None = None  # bound, not booted yet
         self.stats = DriverStats()
         self.muted_until_ns = 0
         self.paused_until_ns = 0
@@ -113,7 +127,12 @@ class NodeDriver:
             raise OSError(f"{self.name} has no address in {self.ctx.topology.source}")
         for attempt in range(50):
             try:
-                self.endpoint = await UdpEndpoint.open(address[0], address[1])
+                self.endpoint = await UdpEndpoint.open(
+                    address[0],
+                    address[1],
+                    receiver=self.on_datagram,
+                    on_refused=self._on_refused,
+                )
                 return
             except OSError as exc:
                 # our own socket of a moment ago closes on the next loop turns (restart)
@@ -154,7 +173,10 @@ class NodeDriver:
             first_seq=time.time_ns() // 1000,
         )
         self.stats.started_ns = now
-        self.recv_task = asyncio.get_running_loop().create_task(self._recv_loop())
+        self.loop = asyncio.get_running_loop()
+        self.held = None
+        if self.early is not None:  # what arrived since bind(): handled once Start is done
+            self.loop.call_soon(self._release_early, self.life)
         self.ctx.bus.note(
             {
                 "event": "Booted",
@@ -174,6 +196,8 @@ class NodeDriver:
         self.life += 1
         self.blocked = False
         self.backlog = []
+        self.held = None
+        self.early = None
         for handle in self.timers.values():
             handle.cancel()
         self.timers.clear()
@@ -194,19 +218,20 @@ class NodeDriver:
         node = self.node
         if node is None:
             return
-        effects = node.step(time.monotonic_ns(), inp)
-        self._apply(effects)
+        self._apply(node.step(time.monotonic_ns(), inp))
 
     def _apply(self, effects: list[Any]) -> None:
         if self.blocked:
             self.backlog.extend(effects)
             return
-        for i, effect in enumerate(effects):
+        send = self._send
+        i = 0
+        for effect in effects:
             if self.node is None:
                 return  # crashed half-way (failed persist): carry out nothing more
             kind = type(effect)
             if kind is Send:
-                self._send(effect.dst, effect.msg)
+                send(effect.dst, effect.msg)
             elif kind is SetTimer:
                 self._set_timer(effect.key, effect.at_ns)
             elif kind is CancelTimer:
@@ -222,6 +247,7 @@ class NodeDriver:
                 self.ctx.bus.publish(self.rank, self.name, effect.event)
             else:  # pragma: no cover - a new effect type must be handled here
                 raise TypeError(f"unknown effect {effect!r}")
+            i += 1
 
     def _persist(self, state: PersistentState) -> bool:
         """Write ``state``; True when the write went to the pool (the node is blocked until it
@@ -285,11 +311,16 @@ class NodeDriver:
         if self.muted_until_ns and time.monotonic_ns() < self.muted_until_ns:
             stats.suppressed += 1
             return
-        if dst < 0 and witness_group(dst) in self.ctx.disk_leases:
+        ctx = self.ctx
+        if dst >= 0:
+            addresses = ctx.addresses
+            addr = addresses[dst] if dst < len(addresses) else None
+        elif witness_group(dst) in ctx.disk_leases:
             self._disk(witness_group(dst), msg)
             return
-        addr = self.ctx.address_of(dst)
-        if addr is None or not self.ctx.allows(self.rank, dst):
+        else:
+            addr = ctx.address_of(dst)
+        if addr is None or (ctx.isolated is not None and not ctx.allows(self.rank, dst)):
             stats.suppressed += 1
             return
         codec = self.codec
@@ -324,12 +355,15 @@ class NodeDriver:
                 loop.call_soon(self.feed, Received(witness_id(group), effect.msg))
 
     def _set_timer(self, key: tuple[Any, ...], at_ns: int) -> None:
-        old = self.timers.get(key)
+        timers = self.timers
+        old = timers.get(key)
         if old is not None:
             old.cancel()
-        loop = asyncio.get_running_loop()
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = asyncio.get_running_loop()
         delay = (at_ns - time.monotonic_ns()) / 1e9
-        self.timers[key] = loop.call_at(loop.time() + max(0.0, delay), self._fire, key, at_ns)
+        timers[key] = loop.call_at(loop.time() + max(0.0, delay), self._fire, key, at_ns)
 
     def _fire(self, key: tuple[Any, ...], at_ns: int) -> None:
         self.timers.pop(key, None)
@@ -339,47 +373,88 @@ class NodeDriver:
             self._set_timer(key, self.paused_until_ns)
             return
         self.ctx.note_lag(now - at_ns)
-        self.feed(TimerFired(key))
+        node = self.node
+        if node is not None:
+            self._apply(node.step(now, TimerFired(key)))
 
     # -- receive path ------------------------------------------------------------------------------
-    async def _recv_loop(self) -> None:
-        endpoint = self.endpoint
-        if endpoint is None:
-            return
-        while True:
-            try:
-                got = await endpoint.recv()
-            except ConnectionRefusedError:
-                self._report_unreachable(endpoint.unreachable())
-                continue
-            except OSError:
-                continue
-            if got is None:
-                return
-            if self.paused_until_ns:
-                wait_ns = self.paused_until_ns - time.monotonic_ns()
-                if wait_ns > 0:
-                    await asyncio.sleep(wait_ns / 1e9)
-                self.paused_until_ns = 0
-            try:
-                self.on_datagram(got[0], got[1])
-            except Exception:  # the receive loop must survive anything one datagram does
-                _LOG.exception("%s: error handling a datagram from %s", self.name, got[1])
-
     def on_datagram(self, data: bytes, peer: AddressTuple) -> None:
-        codec = self.codec
-        if codec is None or self.node is None:
+        """One datagram from the socket (the endpoint's receiver; called by the event loop)."""
+        if self.paused_until_ns and self._hold(data, peer):
             return
-        result = codec.decode(data)
-        if type(result) is Decoded:
+        codec = self.codec
+        node = self.node
+        if codec is None or node is None:
+            if node is None and self.endpoint is not None:
+                self._hold_early(data, peer)
+            return
+        got = codec.receive(data)
+        if type(got) is tuple:
+            src = got[0]
             self.stats.received += 1
-            if not self.ctx.allows(result.src, self.rank):
+            if self.ctx.isolated is not None and not self.ctx.allows(src, self.rank):
                 self.stats.suppressed += 1
                 return
-            self.feed(Received(result.src, result.msg))
+            self._apply(node.step(time.monotonic_ns(), Received(src, got[1])))
         else:
-            assert isinstance(result, Dropped)
-            self.drop_log.note(time.monotonic_ns(), result, peer=f"{peer[0]}:{peer[1]}")
+            assert isinstance(got, Dropped)
+            self.drop_log.note(time.monotonic_ns(), got, peer=f"{peer[0]}:{peer[1]}")
+
+    def _hold(self, data: bytes, peer: AddressTuple) -> bool:
+        """A paused node takes in nothing until the pause ends; then what arrived meanwhile is
+        handled in order (True: ``data`` was held back)."""
+        held = self.held
+        if held is not None:
+            held.append((data, peer))
+            return True
+        wait_ns = self.paused_until_ns - time.monotonic_ns()
+        if wait_ns <= 0:
+            self.paused_until_ns = 0
+            return False
+        self.held = [(data, peer)]
+        loop = self.loop or asyncio.get_running_loop()
+        loop.call_later(wait_ns / 1e9, self._release, self.life)
+        return True
+
+    def _hold_early(self, data: bytes, peer: AddressTuple) -> None:
+        """The socket is bound but the node not booted yet (host start-up binds every socket
+        first): keep the datagram for the node, as the socket's buffer would."""
+        early = self.early
+        if early is None:
+            early = self.early = []
+        if len(early) < MAX_EARLY_DATAGRAMS:
+            early.append((data, peer))
+        else:
+            self.stats.suppressed += 1
+
+    def _release_early(self, life: int) -> None:
+        early = self.early
+        self.early = None
+        if life != self.life or early is None:
+            return
+        for data, peer in early:
+            try:
+                self.on_datagram(data, peer)
+            except Exception:  # the receive path must survive anything one datagram does
+                _LOG.exception("%s: error handling a datagram from %s", self.name, peer)
+
+    def _release(self, life: int) -> None:
+        held = self.held
+        if life != self.life or held is None:
+            return  # crashed (and maybe restarted) meanwhile: those datagrams died with it
+        self.held = None
+        self.paused_until_ns = 0
+        for data, peer in held:
+            try:
+                self.on_datagram(data, peer)
+            except Exception:  # the receive path must survive anything one datagram does
+                _LOG.exception("%s: error handling a datagram from %s", self.name, peer)
+
+    def _on_refused(self) -> None:
+        """The kernel reported an ICMP error on our socket: tell the core who bounced."""
+        endpoint = self.endpoint
+        if endpoint is not None and self.node is not None:
+            self._report_unreachable(endpoint.unreachable())
 
     def _report_unreachable(self, addrs: list[AddressTuple]) -> None:
         for addr in addrs:
@@ -420,9 +495,14 @@ class NodeDriver:
             )
         failed: dict[int, int] = {}
         alive: dict[int, int] = {}
+        planned: set[tuple[int, int]] = set()
         for notice in node.known_notices():
+            if isinstance(notice, Admin):
+                continue
             table = alive if isinstance(notice, Alive) else failed
             table[notice.node] = max(table.get(notice.node, 0), notice.incarnation)
+            if isinstance(notice, Failure) and notice.planned:
+                planned.add((notice.node, notice.incarnation))
         base.update(
             incarnation=node.incarnation,
             amnesiac=self.amnesiac,
@@ -430,6 +510,9 @@ class NodeDriver:
             paused=now < self.paused_until_ns,
             in_primary=node.in_primary(now),
             groups=groups,
-            failed=sorted([r, inc] for r, inc in failed.items() if alive.get(r, 0) <= inc),
+            mode=ADMIN_MODES[node.mode],
+            failed=sorted(
+                [r, inc, (r, inc) in planned] for r, inc in failed.items() if alive.get(r, 0) <= inc
+            ),
         )
         return base

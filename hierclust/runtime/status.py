@@ -4,8 +4,12 @@ Definitions (all from the nodes' own state, nothing guessed by the runtime):
 
 - *alive*: nodes running and answering through their worker, not declared failed;
 - *failed*: nodes some live node holds a :class:`~hierclust.core.types.Failure` notice for (and no
-  later :class:`~hierclust.core.types.Alive`);
+  later :class:`~hierclust.core.types.Alive`), unless that failure was planned;
+- *left*: the same, for a planned departure (the node was in maintenance or drained when its
+  leader declared it: not a fault);
 - *suspect*: the rest: not answering (killed, worker gone) and not declared failed yet;
+- *maintenance* / *drained*: nodes in that admin mode (newest :class:`~hierclust.core.types.Admin`
+  notice covering them, among all the notices the live nodes hold), whatever their state;
 - a group is *led* when exactly one live node leads it with a valid lease, and *quorate* when
   that leader's lease (a majority of fresh acks) holds.
 """
@@ -14,7 +18,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from hierclust.core.types import ADMIN_MODES, MAINTENANCE
 from hierclust.topology import Group, Topology
+
+
+def admin_modes(snapshots: list[dict[str, Any]]) -> dict[int, int]:
+    """Rank -> admin mode, for every rank an admin notice held by a live node covers (the newest
+    notice by ``(seq, issuer)`` wins)."""
+    notices = {tuple(a) for snap in snapshots for a in snap.get("admin", [])}
+    best: dict[int, tuple[int, int, int]] = {}
+    for first, count, mode, seq, issuer in notices:
+        for rank in range(first, first + count):
+            if rank not in best or (seq, issuer) > best[rank][:2]:
+                best[rank] = (seq, issuer, mode)
+    return {rank: mode for rank, (_, _, mode) in best.items()}
 
 
 def aggregate(
@@ -28,16 +45,28 @@ def aggregate(
             nodes[int(n["rank"])] = n
     running = {r for r, n in nodes.items() if n.get("running")}
     failed_inc: dict[int, int] = {}
+    planned: set[tuple[int, int]] = set()
     for r in running:
-        for node, inc in nodes[r].get("failed", []):
+        for entry in nodes[r].get("failed", []):
+            node, inc = int(entry[0]), int(entry[1])
             failed_inc[node] = max(failed_inc.get(node, 0), inc)
-    failed = {
+            if len(entry) > 2 and entry[2]:
+                planned.add((node, inc))
+    down = {
         r
         for r, inc in failed_inc.items()
         if not (r in running and nodes[r].get("incarnation", 0) > inc)
     }
-    suspect = set(range(topology.num_nodes)) - running - failed
-    alive = running - failed
+    left = {r for r in down if (r, failed_inc[r]) in planned}
+    failed = down - left
+    suspect = set(range(topology.num_nodes)) - running - down
+    alive = running - down
+    modes = admin_modes(snapshots)
+    in_mode = {
+        name: sorted(r for r, m in modes.items() if m == value)
+        for value, name in enumerate(ADMIN_MODES)
+        if value >= MAINTENANCE
+    }
     dropped: dict[str, int] = {}
     sent = received = 0
     for n in nodes.values():
@@ -48,7 +77,9 @@ def aggregate(
             if key.startswith("dropped_") and value:
                 reason = key.removeprefix("dropped_")
                 dropped[reason] = dropped.get(reason, 0) + value
-    details = [group_detail(topology, g, nodes, running, failed) for g in topology.by_index]
+    details = [
+        group_detail(topology, g, nodes, running, failed, left, modes) for g in topology.by_index
+    ]
     names = topology.node_name
     return {
         "cluster": topology.name,
@@ -56,6 +87,9 @@ def aggregate(
         "alive": len(alive),
         "suspect": len(suspect),
         "failed": len(failed),
+        "left": len(left),
+        "maintenance": len(in_mode["maintenance"]),
+        "drained": len(in_mode["drained"]),
         "groups": len(topology.by_index),
         "groups_led": sum(1 for d in details if d["led"]),
         "groups_quorate": sum(1 for d in details if d["quorate"]),
@@ -65,6 +99,9 @@ def aggregate(
         "datagrams_received": received,
         "loop_lag_ms": lag_ms,
         "failed_nodes": [names(r) for r in sorted(failed)],
+        "left_nodes": [names(r) for r in sorted(left)],
+        "maintenance_nodes": [names(r) for r in in_mode["maintenance"]],
+        "drained_nodes": [names(r) for r in in_mode["drained"]],
         "suspect_nodes": [names(r) for r in sorted(suspect)],
         "group_details": details,
         "errors": errors or [],
@@ -77,6 +114,8 @@ def group_detail(
     nodes: dict[int, dict[str, Any]],
     running: set[int],
     failed: set[int],
+    left: set[int] | None = None,
+    modes: dict[int, int] | None = None,
 ) -> dict[str, Any]:
     gi = group.index
     leaders: list[int] = []
@@ -97,6 +136,8 @@ def group_detail(
     if leader is None and views:
         leader = max(views, key=lambda k: views[k])
     members = group.ranks if group.is_leaf else range(0)
+    left = left or set()
+    modes = modes or {}
     return {
         "name": group.name,
         "index": gi,
@@ -109,7 +150,11 @@ def group_detail(
         "quorum": group.quorum,
         "quorate": len(leaders) == 1 and quorate,
         "failed_members": [topology.node_name(r) for r in members if r in failed],
-        "members_alive": sum(1 for r in members if r in running and r not in failed)
+        "left_members": [topology.node_name(r) for r in members if r in left],
+        "admin_members": {
+            topology.node_name(r): ADMIN_MODES[modes[r]] for r in members if modes.get(r, 0)
+        },
+        "members_alive": sum(1 for r in members if r in running and r not in failed | left)
         if group.is_leaf
         else None,
     }

@@ -1,19 +1,26 @@
-"""One node's UDP endpoint: an asyncio-dgram stream over a socket we create ourselves.
+"""One node's UDP endpoint over a socket we create ourselves.
 
 We create the socket so that we can (a) set ``IP_RECVERR``, without which Linux never reports ICMP
 "port unreachable" on an unconnected UDP socket, and (b) read the socket's error queue
 (``MSG_ERRQUEUE``), which names the *destination* that bounced, so the driver can tell the core
-``Unreachable(dst)``. Receiving goes through asyncio-dgram (``recv()``); sending calls
-``sendto`` on the non-blocking socket directly, synchronously, so a node's effects are carried
-out strictly in order without an await between them (UDP never blocks here: a full socket buffer
-is a lost datagram, counted, like any other loss).
+``Unreachable(dst)``. Sending calls ``sendto`` on the non-blocking socket directly, synchronously,
+so a node's effects are carried out strictly in order without an await between them (UDP never
+blocks here: a full socket buffer is a lost datagram, counted, like any other loss).
+
+Receiving comes in two forms. A node driver passes a *receiver* to :meth:`UdpEndpoint.open`: the
+event loop's datagram protocol then calls it with every datagram directly (no queue, no task
+switch per datagram: on a 1,024-node host that per-datagram hop cost more than the protocol core),
+and calls ``on_refused`` when the kernel reports an ICMP error. Without a receiver the endpoint is
+an asyncio-dgram stream read with :meth:`UdpEndpoint.recv` (the witness daemon, tests).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import asyncio_dgram
@@ -24,20 +31,59 @@ MAX_ERRQUEUE_READS = 64
 """Error-queue entries read per ICMP error report (a burst of bounces costs bounded work)."""
 
 AddressTuple = tuple[str, int]
+Receiver = Callable[[bytes, AddressTuple], None]
+
+_LOG = logging.getLogger("hierclust.runtime")
+
+
+class _CallbackProtocol(asyncio.DatagramProtocol):
+    """Hands each datagram to ``receiver`` at once; nothing it does escapes into the loop."""
+
+    __slots__ = ("on_refused", "receiver")
+
+    def __init__(self, receiver: Receiver, on_refused: Callable[[], None] | None) -> None:
+        self.receiver = receiver
+        self.on_refused = on_refused
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            self.receiver(data, addr)
+        except Exception:  # the receive path must survive anything one datagram does
+            _LOG.exception("error handling a datagram from %s", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, ConnectionRefusedError) and self.on_refused is not None:
+            try:
+                self.on_refused()
+            except Exception:
+                _LOG.exception("error handling an ICMP error report")
 
 
 class UdpEndpoint:
-    """A bound UDP socket plus its asyncio-dgram stream."""
+    """A bound UDP socket plus either its receiver callback or its asyncio-dgram stream."""
 
-    def __init__(self, sock: socket.socket, stream: Any) -> None:
+    def __init__(self, sock: socket.socket, stream: Any, transport: Any = None) -> None:
         self.sock = sock
         self.stream = stream
+        self.transport = transport
         self.closed = False
         self.send_errors = 0
+        self._sendto = sock.sendto
 
     @classmethod
-    async def open(cls, host: str, port: int) -> UdpEndpoint:
-        """Bind ``host:port``; ``OSError`` (e.g. address in use) propagates to the caller."""
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        *,
+        receiver: Receiver | None = None,
+        on_refused: Callable[[], None] | None = None,
+    ) -> UdpEndpoint:
+        """Bind ``host:port``; ``OSError`` (e.g. address in use) propagates to the caller.
+
+        With ``receiver``, every datagram is passed to ``receiver(data, (host, port))`` from the
+        event loop and ``on_refused()`` is called for an ICMP error (read :meth:`unreachable`
+        then); :meth:`recv` is not available. Without it, read datagrams with :meth:`recv`."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         # uvloop 0.23 crashes (SIGSEGV) when an ICMP error arrives on an IP_RECVERR socket, so
         # under uvloop there is no port-unreachable shortcut; detection still works by timeout.
@@ -49,11 +95,16 @@ class UdpEndpoint:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
             sock.bind((host, port))
             sock.setblocking(False)
-            stream = await asyncio_dgram.from_socket(sock)
+            if receiver is None:
+                stream = await asyncio_dgram.from_socket(sock)
+                return cls(sock, stream)
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _CallbackProtocol(receiver, on_refused), sock=sock
+            )
         except BaseException:
             sock.close()
             raise
-        return cls(sock, stream)
+        return cls(sock, None, transport)
 
     @property
     def port(self) -> int:
@@ -64,12 +115,12 @@ class UdpEndpoint:
         if self.closed:
             return []
         try:
-            self.sock.sendto(data, addr)
+            self._sendto(data, addr)
         except ConnectionRefusedError:
             # a pending ICMP error surfaced here instead of on recv; the datagram is not sent
             bounced = self.unreachable()
             try:
-                self.sock.sendto(data, addr)
+                self._sendto(data, addr)
             except OSError:
                 self.send_errors += 1
             return bounced
@@ -79,7 +130,9 @@ class UdpEndpoint:
 
     async def recv(self) -> tuple[bytes, AddressTuple] | None:
         """The next datagram; None when the endpoint is closed. ``ConnectionRefusedError`` is
-        raised for an ICMP error (read :meth:`unreachable` then)."""
+        raised for an ICMP error (read :meth:`unreachable` then). Stream endpoints only."""
+        if self.stream is None:
+            raise RuntimeError("this endpoint hands datagrams to its receiver; recv() is unused")
         try:
             data, addr = await self.stream.recv()
         except asyncio_dgram.TransportClosed:
@@ -103,4 +156,7 @@ class UdpEndpoint:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.stream.close()
+            if self.stream is not None:
+                self.stream.close()
+            if self.transport is not None:
+                self.transport.close()
