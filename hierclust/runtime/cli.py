@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 import hierclust.cli as base
+from hierclust.core.types import ACTIVE, ADMIN_MODES, DRAINED, MAINTENANCE
 from hierclust.runtime.deploy import DeployError, default_state_dir
 
 StateDir = Annotated[
@@ -46,6 +47,18 @@ ExecOpt = Annotated[
 PythonOpt = Annotated[
     str | None,
     typer.Option("--python", help="With --hosts: the Python on the hosts (default: this one)."),
+]
+Targets = Annotated[
+    list[str], typer.Argument(help="Group names or nodesets (cn[01-04]); several allowed.")
+]
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        min=0.0,
+        help="Seconds to wait until every target is in the new mode and has handed over what it "
+        "led (0: do not wait).",
+    ),
 ]
 FanoutOpt = Annotated[
     int, typer.Option("--fanout", min=1, help="With --hosts: hosts contacted at once.")
@@ -341,7 +354,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         as_json: JsonFlag = False,
     ) -> None:
-        """Every node: alive/suspect/failed, incarnation, groups it leads."""
+        """Every node: alive/suspect/failed/left, admin mode, incarnation, groups it leads."""
         topology, summary, snapshots = _status(_dir(state_dir), as_json)
         ranks: range = range(topology.num_nodes)
         if group is not None:
@@ -351,6 +364,9 @@ def register(app: typer.Typer) -> None:
                 base.fail(str(exc.args[0]), as_json, group=group)
         by_rank = {n["rank"]: n for s in snapshots for n in s["nodes"]}
         failed, suspect = set(summary["failed_nodes"]), set(summary["suspect_nodes"])
+        left = set(summary["left_nodes"])
+        modes = dict.fromkeys(summary["maintenance_nodes"], "maintenance")
+        modes.update((n, "drained") for n in summary["drained_nodes"])
         leads: dict[str, list[str]] = {}
         for d in summary["group_details"]:
             if d["led"] and d["leader"]:
@@ -358,13 +374,22 @@ def register(app: typer.Typer) -> None:
         rows = []
         for r in ranks:
             name = topology.node_name(r)
-            state = "failed" if name in failed else "suspect" if name in suspect else "alive"
+            state = (
+                "failed"
+                if name in failed
+                else "left"
+                if name in left
+                else "suspect"
+                if name in suspect
+                else "alive"
+            )
             n = by_rank.get(r, {})
             rows.append(
                 {
                     "node": name,
                     "rank": r,
                     "state": state,
+                    "mode": modes.get(name, "active"),
                     "incarnation": n.get("incarnation"),
                     "leads": leads.get(name, []),
                     "address": str(topology.address(r)),
@@ -376,13 +401,14 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         table = Table(title=f"{topology.name}: members")
-        for col in ("node", "state", "inc", "address", "leads"):
+        for col in ("node", "state", "mode", "inc", "address", "leads"):
             table.add_column(col)
-        colour = {"alive": "green", "suspect": "yellow", "failed": "red"}
+        colour = {"alive": "green", "suspect": "yellow", "failed": "red", "left": "blue"}
         for row in rows:
             table.add_row(
                 row["node"],
                 f"[{colour[row['state']]}]{row['state']}[/]",
+                row["mode"] if row["mode"] != "active" else "",
                 str(row["incarnation"] or "-"),
                 row["address"],
                 ", ".join(row["leads"]),
@@ -502,6 +528,41 @@ def register(app: typer.Typer) -> None:
         _live(directory, as_json)
         _broadcast(directory, {"op": "heal"}, as_json)
         base.emit_json({"healed": True}) if as_json else base.out.print("healed")
+
+    @app.command("maintenance")
+    def maintenance_cmd(
+        switch: Annotated[str, typer.Argument(help="on: planned work starts; off: it is over.")],
+        targets: Targets,
+        wait: WaitOpt = 10.0,
+        state_dir: StateDir = None,
+        as_json: JsonFlag = False,
+    ) -> None:
+        """Put TARGETS into maintenance (on) or back to active (off): their leadership moves to
+        active members, and their going down is reported as 'left', not 'failed'."""
+        if switch not in ("on", "off"):
+            base.fail(f"maintenance {switch}: expected 'on' or 'off'", as_json)
+        _admin_command(MAINTENANCE if switch == "on" else ACTIVE, targets, wait, state_dir, as_json)
+
+    @app.command("drain")
+    def drain_cmd(
+        targets: Targets,
+        wait: WaitOpt = 10.0,
+        state_dir: StateDir = None,
+        as_json: JsonFlag = False,
+    ) -> None:
+        """Drain TARGETS (groups or nodesets): they hand over what they lead, stand for election
+        only when no active member can, and may then be stopped without a failure report."""
+        _admin_command(DRAINED, targets, wait, state_dir, as_json)
+
+    @app.command("resume")
+    def resume_cmd(
+        targets: Targets,
+        wait: WaitOpt = 10.0,
+        state_dir: StateDir = None,
+        as_json: JsonFlag = False,
+    ) -> None:
+        """Return TARGETS to active service (undoes drain and maintenance)."""
+        _admin_command(ACTIVE, targets, wait, state_dir, as_json)
 
     @app.command("reload-keyring")
     def reload_keyring_cmd(state_dir: StateDir = None, as_json: JsonFlag = False) -> None:
@@ -707,6 +768,87 @@ def _target_ranks(topology: Any, target: str, as_json: bool) -> set[int]:
     return {_rank_of(topology, n, as_json) for n in names}
 
 
+def _admin_command(
+    mode: int, targets: list[str], wait_s: float, state_dir: Path | None, as_json: bool
+) -> None:
+    """Issue an admin mode change through one worker, then watch it take effect."""
+    from hierclust.runtime.admin import leaders, progress, quorum_warnings, rank_ranges
+    from hierclust.runtime.control import ControlError, request
+    from hierclust.runtime.deploy import collect
+
+    directory = _dir(state_dir)
+    topology, snapshots, _ = _live(directory, as_json)
+    ranks: set[int] = set()
+    for target in targets:
+        ranks |= _target_ranks(topology, target, as_json)
+    warnings = quorum_warnings(topology, ranks, mode)
+    if not as_json:
+        for warning in warnings:
+            base.err.print(f"[yellow]warning:[/] {warning}")
+    before = leaders(snapshots)
+    t0 = time.monotonic()
+    issuer: int | None = None
+    problems: list[str] = []
+    for snapshot in snapshots:
+        try:
+            answer = request(
+                Path(snapshot["socket"]),
+                {"op": "admin", "mode": mode, "ranges": rank_ranges(ranks)},
+            )
+        except ControlError as exc:
+            problems.append(str(exc))
+            continue
+        issuer = int(answer["issuer"])
+        break
+    if issuer is None:
+        base.fail(f"no worker could issue the command: {'; '.join(problems)}", as_json)
+    state = progress(topology, snapshots, ranks, mode)
+    state["done"] = False
+    while time.monotonic() - t0 < wait_s:
+        time.sleep(0.1)
+        snapshots, _ = collect(directory)
+        state = progress(topology, snapshots, ranks, mode)
+        if state["done"]:
+            break
+    after = leaders(snapshots)
+    names = topology.node_name
+    handed = [
+        {"group": topology.by_index[g].name, "from": names(r), "to": names(after[g])}
+        for g, r in sorted(before.items())
+        if r in ranks and g in after and after[g] != r
+    ]
+    result = {
+        "mode": ADMIN_MODES[mode],
+        "targets": targets,
+        "nodes": len(ranks),
+        "issuer": names(issuer),
+        "applied": bool(state["done"]),
+        "waited_s": round(time.monotonic() - t0, 3) if wait_s > 0 else 0.0,
+        "pending": [names(r) for r in state["pending"]],
+        "still_leading": [{"node": names(r), "group": g} for r, g in state["still_leading"]],
+        "handed_over": handed,
+        "warnings": warnings,
+    }
+    if as_json:
+        base.emit_json(result)
+    else:
+        base.out.print(
+            f"{ADMIN_MODES[mode]}: {len(ranks)} node(s) ({', '.join(targets)}), issued by "
+            f"{result['issuer']}"
+        )
+        for h in handed:
+            base.out.print(f"  {h['group']}: leadership {h['from']} -> {h['to']}")
+        if wait_s > 0 and state["done"]:
+            base.out.print(f"  in effect after {result['waited_s']:.1f} s")
+        elif wait_s > 0:
+            if state["pending"]:
+                base.out.print(f"  not yet in effect on: {', '.join(result['pending'])}")
+            for entry in result["still_leading"]:
+                base.out.print(f"  {entry['node']} still leads {entry['group']}")
+    if wait_s > 0 and state["pending"]:
+        raise typer.Exit(1)
+
+
 def _broadcast(directory: Path, payload: dict[str, Any], as_json: bool) -> None:
     from hierclust.runtime.control import ControlError, request
     from hierclust.runtime.deploy import control_sockets
@@ -752,12 +894,21 @@ def status_tree(topology: Any, summary: dict[str, Any], only: str | None) -> Any
             text += f", {d['members_alive']} alive"
         if d["failed_members"]:
             text += f", [red]failed: {', '.join(d['failed_members'])}[/]"
+        if d.get("left_members"):
+            text += f", [blue]left: {', '.join(d['left_members'])}[/]"
+        if d.get("admin_members"):
+            by_mode: dict[str, list[str]] = {}
+            for name, mode in d["admin_members"].items():
+                by_mode.setdefault(mode, []).append(name)
+            text += "".join(f", {m}: {', '.join(ns)}" for m, ns in sorted(by_mode.items()))
         return text
 
     top = topology.group(only) if only else topology.root
     tree = Tree(
         f"{topology.name}: {summary['alive']}/{summary['nodes']} alive, {summary['suspect']} "
-        f"suspect, {summary['failed']} failed; {summary['groups_led']}/{summary['groups']} led, "
+        f"suspect, {summary['failed']} failed, {summary['left']} left"
+        f" ({summary['maintenance']} in maintenance, {summary['drained']} drained); "
+        f"{summary['groups_led']}/{summary['groups']} led, "
         f"{summary['groups_quorate']} quorate; {summary['datagrams_dropped']} datagrams dropped"
     )
 
@@ -777,7 +928,10 @@ def human_event(record: dict[str, Any]) -> str:
     fields = {k: v for k, v in record.items() if k not in ("t_ns", "node", "rank", "event")}
     if "notice" in fields:
         n = fields.pop("notice")
-        fields["notice"] = f"{n['kind']} rank {n['node']} inc {n['incarnation']}"
+        if n["kind"] == "admin":
+            fields["notice"] = f"{n['mode']} ranks {n['node']}+{n['count']} seq {n['seq']}"
+        else:
+            fields["notice"] = f"{n['kind']} rank {n['node']} inc {n['incarnation']}"
     rest = " ".join(f"{k}={v}" for k, v in fields.items())
     return (
         f"{record.get('t_ns', 0) / 1e9:.3f} {record.get('node', '-')} {record.get('event')} {rest}"

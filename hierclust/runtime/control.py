@@ -3,6 +3,7 @@
 Request ``{"op": "status"}`` -> response ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 Operations: ``status``, ``leaders`` (only who leads what: cheap to poll), ``kill {rank}``,
 ``restart {rank, wipe}``, ``pause {rank, seconds}``, ``partition {ranks}``, ``heal``,
+``admin {mode, ranges}`` (one local node issues admin notices for ``[[first, count], ...]``),
 ``reload-keyring`` (re-read the keyring file: key rotation without downtime), ``stop``. The server
 never raises into the loop: a bad request gets an error response, a broken connection is closed.
 """
@@ -91,6 +92,10 @@ class ControlServer:
             if op == "partition":
                 host.partition({int(r) for r in request["ranks"]})
                 return {"ok": True}
+            if op == "admin":
+                mode = int(request["mode"])
+                ranges = [(int(first), int(count)) for first, count in request["ranges"]]
+                return {"ok": True, "issuer": host.admin(mode, ranges)}
             if op == "heal":
                 host.partition(None)
                 return {"ok": True}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from hierclust.core.types import Alive, Failure, LeaseChanged
+from hierclust.core.types import ADMIN_MODES, Admin, Alive, Failure, LeaseChanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +34,25 @@ def event_fields(event: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(event):
         for f in dataclasses.fields(event):
             value = getattr(event, f.name)
-            if isinstance(value, Failure | Alive):
+            if isinstance(value, Failure | Alive | Admin):
                 notice = dataclasses.asdict(value)
-                notice["kind"] = "failed" if isinstance(value, Failure) else "alive"
+                notice["kind"] = notice_kind(value)
+                if isinstance(value, Admin):
+                    notice["mode"] = ADMIN_MODES[value.mode]
                 fields[f.name] = notice
             else:
                 fields[f.name] = value
     else:
         fields["value"] = repr(event)
     return fields
+
+
+def notice_kind(notice: Failure | Alive | Admin) -> str:
+    """``failed`` (a fault), ``left`` (a planned departure: the node was in maintenance or
+    drained), ``alive`` (back with a new incarnation) or ``admin`` (an operator's mode change)."""
+    if isinstance(notice, Failure):
+        return "left" if notice.planned else "failed"
+    return "alive" if isinstance(notice, Alive) else "admin"
 
 
 def record_json(record: EventRecord) -> dict[str, Any]:

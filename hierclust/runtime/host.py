@@ -19,7 +19,7 @@ from typing import Any
 
 from hierclust.codec import Keyring, MessageRegistry
 from hierclust.core.timeouts import MS
-from hierclust.core.types import LoopLag, witness_group
+from hierclust.core.types import Command, LoopLag, witness_group
 from hierclust.runtime.driver import NodeDriver
 from hierclust.runtime.events import EventBus
 from hierclust.runtime.tiebreak import WitnessServer
@@ -220,6 +220,17 @@ class NodeHost:
     def partition(self, ranks: set[int] | None) -> None:
         self.ctx.isolated = None if ranks is None else frozenset(ranks)
 
+    # -- administration ---------------------------------------------------------------------------
+    def admin(self, mode: int, ranges: list[tuple[int, int]]) -> int:
+        """Set the admin mode of rank ranges cluster-wide: one running node here issues the
+        admin notices, the tree carries them everywhere. Returns the issuing rank."""
+        now = time.monotonic_ns()
+        for rank, driver in self.drivers.items():
+            if driver.running and now >= driver.paused_until_ns:
+                driver.feed(Command("admin", (mode, tuple(ranges))))
+                return rank
+        raise ValueError("no running node in this worker to issue the command")
+
     # -- queries ----------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         now = time.monotonic_ns()
@@ -233,7 +244,19 @@ class NodeHost:
             "lag_max_ms": self.ctx.lag_total_max_ns // MS,
             "partition": None if self.ctx.isolated is None else sorted(self.ctx.isolated),
             "nodes": [d.snapshot(now) for d in self.drivers.values()],
+            "admin": self.admin_notices(),
         }
+
+    def admin_notices(self) -> list[list[int]]:
+        """Every admin notice the local nodes hold, ``[first, count, mode, seq, issuer]``."""
+        found: set[tuple[int, int, int, int, int]] = set()
+        for driver in self.drivers.values():
+            node = driver.node
+            if node is not None and node.admin:
+                found.update(
+                    (a.node, a.count, a.mode, a.seq, a.issuer) for a in node.admin.values()
+                )
+        return [list(a) for a in sorted(found)]
 
     def leading(self) -> dict[str, Any]:
         """The cheap part of a snapshot: which local node leads which group with a valid lease."""
