@@ -75,7 +75,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Final
 
 from hierclust.core.config import Tuning
@@ -174,6 +174,50 @@ _NO_INTS: list[int] = []
 _NO_BYTES = bytearray()
 
 
+def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Any, ...]:
+    """The slot setters of a frozen, slotted dataclass whose fields are exactly ``names`` and
+    that has no ``__post_init__`` (checked at import: a changed class fails loudly here rather
+    than leave a field unset in the fast constructors below)."""
+    found = tuple(f.name for f in fields(cls))
+    if found != names or hasattr(cls, "__post_init__"):
+        raise RuntimeError(f"{cls.__name__} changed ({found}): update its fast constructor")
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+# Fast constructors for the objects built per heartbeat: the very objects ``Send(...)`` and
+# ``Ping(...)`` return (same class, same field values), but built by setting the slots directly;
+# a frozen dataclass's ``__init__`` goes through ``object.__setattr__`` per field and takes
+# about twice as long. Every datagram is a Send, and every heartbeat Ack is answered by a Ping.
+_new = object.__new__
+_SEND_DST, _SEND_MSG = _slot_setters(Send, ("dst", "msg"))
+_PING_GROUP, _PING_TERM, _PING_SLOT, _PING_INC, _PING_ECHO, _PING_DCOUNT, _PING_DHASH = (
+    _slot_setters(Ping, ("group", "term", "slot", "inc", "echo", "digest_count", "digest_hash"))
+)
+
+
+def _send(dst: int, msg: Any) -> Send:
+    """``Send(dst, msg)``, fast (see above)."""
+    effect: Send = _new(Send)
+    _SEND_DST(effect, dst)
+    _SEND_MSG(effect, msg)
+    return effect
+
+
+def _new_ping(
+    group: int, term: int, slot: int, inc: int, echo: int, dcount: int, dhash: int
+) -> Ping:
+    """``Ping(group, term, slot, inc, echo, dcount, dhash)``, fast (see above)."""
+    msg: Ping = _new(Ping)
+    _PING_GROUP(msg, group)
+    _PING_TERM(msg, term)
+    _PING_SLOT(msg, slot)
+    _PING_INC(msg, inc)
+    _PING_ECHO(msg, echo)
+    _PING_DCOUNT(msg, dcount)
+    _PING_DHASH(msg, dhash)
+    return msg
+
+
 @dataclass(frozen=True, slots=True)
 class PersistentState:
     """What must survive a restart: the incarnation and, per group, ``(group, term, voted_for)``
@@ -222,59 +266,60 @@ def _urgency(gs: GroupState) -> int:
 class GroupState:
     """This node's state in one group it sits in."""
 
+    # (the fields of the heartbeat paths first, together: fewer cache lines per message)
     __slots__ = (
         "gi",
-        "level",
+        "role",
+        "term",
+        "leader",
+        "myslot",
         "leaf",
         "first",
         "size",
-        "quorum",
-        "tie",
         "tm",
-        "myslot",
-        "term",
-        "voted_for",
-        "leader",
-        "leader_inc",
         "heard_ns",
-        "heard_from",
         "block_until",
-        "hint",
-        "hint_until",
+        "heard_from",
         "stamp",
         "view_id",
         "up",
         "up_term",
+        "leader_inc",
+        "primary",
         "quorate",
         "quorate_until",
-        "primary",
+        "hint",
+        "mismatch",
+        "vote_floor",
+        "key_tick",
+        "bcast",
+        "lease_until",
+        "status",
+        "last",
+        "echo",
+        "incs",
+        "holders",
+        "level",
+        "quorum",
+        "tie",
+        "voted_for",
+        "hint_until",
         "prev_leader",
         "prev_heard",
         "prev_inc",
-        "role",
         "cand_start",
         "grants",
         "tie_granted",
         "tie_asked",
         "cand_armed",
-        "mismatch",
-        "key_tick",
         "key_cand",
         "key_lease",
-        "holders",
-        "last",
-        "echo",
-        "status",
-        "incs",
         "since",
         "child_terms",
-        "lease_until",
         "lease_reported",
         "tie_echo",
         "backlog",
         "doubts",
-        "vote_floor",
-        "bcast",
     )
 
     def __init__(self, layout: Layout, gi: int, level: int, myslot: int) -> None:
@@ -336,23 +381,25 @@ class GroupState:
 class Node:
     """The protocol for one node (``rank``) of ``topology``; see the module docstring."""
 
+    # (hot fields first: the simulator touches 100,000s of nodes in random order)
     __slots__ = (
-        "layout",
-        "rank",
-        "rng",
+        "leaf_gs",
         "inc",
-        "path",
-        "states",
-        "known",
         "dcount",
         "dhash",
+        "rank",
+        "states",
+        "health",
+        "rng",
+        "layout",
+        "path",
+        "known",
         "pending",
         "seq",
-        "health",
         "votes",
-        "started",
         "amnesiac",
         "expiry",
+        "refuted_at",
         "admin",
         "admin_seq",
         "mode",
@@ -379,6 +426,9 @@ class Node:
         self.rng = rng
         self.path = self.layout.path(rank)
         self.states: list[GroupState | None] = [None] * len(self.path)
+        # states[0] once started (the leaf group is never left; None: not started yet), one
+        # indirection less for the hot paths: most messages and timers are about the leaf group
+        self.leaf_gs: GroupState | None = None
         # notices by the node they are about (few per node), so a leader can look up what is
         # known about a member's incarnations
         self.known: dict[int, tuple[Failure | Alive, ...]] | None = None
@@ -390,11 +440,11 @@ class Node:
         self.votes: dict[int, tuple[int, int]] | None = None
         # (when the newest failure notice about a node ages out, node): a heap, for compaction
         self.expiry: list[tuple[int, int]] | None = None
+        self.refuted_at = NEVER  # when an ack last made us take a new incarnation
         # admin notices by notice_key; the newest covering a rank gives its mode
         self.admin: dict[int, Admin] | None = None
         self.admin_seq = 0
         self.mode = ACTIVE  # our own admin mode
-        self.started = False
         self.inc = incarnation
         if persisted is not None:
             self.inc = max(incarnation, persisted.incarnation + 1)
@@ -420,6 +470,21 @@ class Node:
             self._on_unreachable(now, inp.dst, out)  # type: ignore[union-attr]
         elif kind is Command:
             self._on_command(now, inp, out)  # type: ignore[arg-type]
+        return out
+
+    def deliver(self, now: int, src: int, msg: Any) -> list[Effect]:
+        """``step(now, Received(src, msg))`` without building the ``Received`` (the simulator
+        delivers millions of datagrams this way; same effects, same order)."""
+        out: list[Effect] = []
+        handler = _HANDLERS.get(type(msg))
+        if handler is not None:
+            handler(self, now, src, msg, out)
+        return out
+
+    def fire(self, now: int, key: tuple[Any, ...]) -> list[Effect]:
+        """``step(now, TimerFired(key))`` without building the ``TimerFired``."""
+        out: list[Effect] = []
+        self._on_timer(now, key, out)
         return out
 
     # ------------------------------------------------------------------ queries (read-only)
@@ -531,7 +596,7 @@ class Node:
 
     # ------------------------------------------------------------------ helpers
     def _gs(self, gi: int) -> GroupState | None:
-        gs = self.states[0]
+        gs = self.leaf_gs
         if gs is not None and gs.gi == gi:
             return gs  # the leaf group: most messages are about it
         for gs in self.states:
@@ -555,6 +620,8 @@ class Node:
             gs.holders = [-1] * gs.size
             gs.holders[myslot] = self.rank
         self.states[level] = gs
+        if level == 0:
+            self.leaf_gs = gs
         return gs
 
     def _persist(self, gs: GroupState | None, out: list[Effect]) -> None:
@@ -658,9 +725,8 @@ class Node:
 
     # ------------------------------------------------------------------ start, timers
     def _on_start(self, now: int, out: list[Effect]) -> None:
-        if self.started:
-            return
-        self.started = True
+        if self.leaf_gs is not None:
+            return  # started already
         out.append(Persist(self.persistent_state()))
         gs = self._new_state(0)
         # we may have promised a vote-free election timeout before a crash (not persisted):
@@ -681,9 +747,11 @@ class Node:
             if self.mode != ACTIVE:
                 self._resign_all(now, out)
             return
-        gs = self._gs(key[1])
-        if gs is None:
-            return
+        gs = self.leaf_gs
+        if gs is None or gs.gi != key[1]:  # (the leaf group inline: the hot path)
+            gs = self._gs(key[1])
+            if gs is None:
+                return
         if tag == "t":
             if gs.role == LEADER:
                 out.append(SetTimer(gs.key_tick, now + gs.tm.heartbeat))
@@ -1198,6 +1266,16 @@ class Node:
         """One Ack to every member; each answers with a Ping echoing its stamp."""
         gs.bcast = now
         ack = self._ack(now, gs, 0)
+        if gs.leaf:
+            # _members() inline, without building its list: once per heartbeat per leaf group
+            me = self.rank
+            status = gs.status
+            dst = gs.first
+            for s in range(gs.size):
+                if status[s] != FAILED and dst != me:
+                    out.append(_send(dst, ack))
+                dst += 1
+            return
         for dst in self._members(gs):
             out.append(Send(dst, ack))
 
@@ -1354,9 +1432,11 @@ class Node:
         return NEVER if base is None else base + gs.tm.lease
 
     def _on_ping(self, now: int, src: int, msg: Ping, out: list[Effect]) -> None:
-        gs = self._gs(msg.group)
-        if gs is None:
-            return
+        gs = self.leaf_gs
+        if gs is None or gs.gi != msg.group:  # (the leaf group inline: the hot path)
+            gs = self._gs(msg.group)
+            if gs is None:
+                return
         if gs.role != LEADER:
             leader = self._confirmed_leader(now, gs)
             if leader >= 0 and leader != src:
@@ -1484,9 +1564,11 @@ class Node:
 
     # ------------------------------------------------------------------ member side
     def _on_ack(self, now: int, src: int, msg: Ack, out: list[Effect]) -> None:
-        gs = self._gs(msg.group)
-        if gs is None:
-            return
+        gs = self.leaf_gs
+        if gs is None or gs.gi != msg.group:  # (the leaf group inline: the hot path)
+            gs = self._gs(msg.group)
+            if gs is None:
+                return
         if msg.term < gs.term:
             # a leader of an older term that never heard of ours: tell it (it steps down and
             # the group elects in a term everyone accepts)
@@ -1517,7 +1599,7 @@ class Node:
         gs.up_term = msg.up_term
         gs.leader_inc = msg.leader_inc
         flags = msg.flags
-        gs.primary = bool(flags & FLAG_PRIMARY)
+        gs.primary = (flags & FLAG_PRIMARY) != 0
         left = msg.lease_left_ns
         if flags & FLAG_LEASE and left > 0:
             gs.quorate_until = now + left
@@ -1527,12 +1609,18 @@ class Node:
             gs.quorate_until = NEVER
             if gs.quorate:
                 self._set_quorate(gs, False, out)
-        if flags & FLAG_REFUTE:
+        if flags & FLAG_REFUTE and now - self.refuted_at >= gs.tm.heartbeat:
+            # an ack refutes the incarnation of the ping it answers, which may be an older one
+            # (a duplicate, or pings queued while we were paused): one new incarnation per
+            # heartbeat, or every stale ping in flight would make another, without end
+            self.refuted_at = now
             self._refute(out)
         dcount = self.dcount
         # the echo that renews the leader's lease
         out.append(
-            Send(src, Ping(gs.gi, gs.term, gs.myslot, self.inc, msg.stamp, dcount, self.dhash))
+            _send(
+                src, _new_ping(gs.gi, gs.term, gs.myslot, self.inc, msg.stamp, dcount, self.dhash)
+            )
         )
         if msg.digest_count != dcount or msg.digest_hash != self.dhash:
             if msg.digest_count >= dcount:

@@ -76,9 +76,19 @@ def led_groups(sim: Simulator, rank: int) -> list[int]:
 
 
 def lease_holder(sim: Simulator, group: int) -> int | None:
-    holders = sim.checker.leases.get(group, {})
-    live = [r for r, (_term, end) in holders.items() if end > sim.now and sim.nodes[r] is not None]
-    return live[0] if len(live) == 1 else None
+    """The one live node holding a valid lease of ``group``, or None (none, or several)."""
+    holders = sim.checker.leases.get(group)
+    if not holders:
+        return None
+    now = sim.now
+    nodes = sim.nodes
+    found = None
+    for rank, (_term, end) in holders.items():
+        if end > now and nodes[rank] is not None:
+            if found is not None:
+                return None
+            found = rank
+    return found
 
 
 def all_led(sim: Simulator) -> bool:

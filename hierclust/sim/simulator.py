@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import gc
 import heapq
+import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ from hierclust.core.types import (
 )
 from hierclust.sim.checkers import SafetyChecker
 from hierclust.sim.network import Network, Partition
-from hierclust.sim.queue import EventQueue
+from hierclust.sim.queue import BUCKET_NS, EventQueue
 from hierclust.topology.model import Topology
 
 DELIVER, TIMER, ACTION, WITNESS = 0, 1, 2, 3
@@ -67,7 +68,9 @@ def make_tiebreaker(kind: str, group: int) -> Any:
 
 @dataclass(slots=True)
 class NodeSlot:
-    """What the simulator knows about one rank besides the node object itself."""
+    """What the simulator knows about one rank besides the node object itself. Pause and skew
+    only through ``Simulator.pause`` and ``Simulator.set_skew`` (the run loop looks at these
+    fields only for the ranks those have touched)."""
 
     incarnation: int = 1
     disk: Any = None
@@ -123,8 +126,14 @@ class Simulator:
         self.now = 0
         self.nodes: list[Any] = [None] * topology.num_nodes
         self.slots = [NodeSlot() for _ in range(topology.num_nodes)]
-        self.timers: dict[tuple[int, Any], int] = {}
-        self._timer_gen = 0
+        # pending timers by rank: key -> generation of the SetTimer that armed it (a queued TIMER
+        # event runs only if it is still the latest for its key); kept across a crash and restart
+        self.timers: list[dict[Any, int]] = [{} for _ in range(topology.num_nodes)]
+        self._timer_gen = itertools.count(1)  # generations of node and witness timers
+        # every node so far has the direct entry points deliver(now, src, msg), fire(now, key)
+        # (the protocol core does); else datagrams and timers go through step()
+        self._direct = True
+        self._irregular: set[int] = set()  # ranks ever paused or skewed
         self.checker = SafetyChecker()
         self.records = Records()
         self.crashed: set[int] = set()
@@ -163,6 +172,8 @@ class Simulator:
             persisted=persisted,
         )
         self.nodes[rank] = node
+        if not (hasattr(node, "deliver") and hasattr(node, "fire")):
+            self._direct = False
         slot.incarnation = getattr(node, "incarnation", slot.incarnation)
         self.crashed.discard(rank)
         self._apply(rank, node.step(self._local(rank, self.now), Start()))
@@ -193,10 +204,12 @@ class Simulator:
         self._boot(rank, persisted, amnesiac=not keep_disk)
 
     def pause(self, rank: int, duration_ns: int) -> None:
+        self._irregular.add(rank)
         self.slots[rank].paused_until = max(self.slots[rank].paused_until, self.now + duration_ns)
 
     def set_skew(self, rank: int, ppm: int) -> None:
         """Make ``rank``'s clock (and so its timers) run ``ppm`` parts per million fast or slow."""
+        self._irregular.add(rank)
         slot = self.slots[rank]
         slot.anchor_local = self._local(rank, self.now)
         slot.anchor_true = self.now
@@ -243,60 +256,176 @@ class Simulator:
 
     # -- the loop ------------------------------------------------------------------------------
     def run_until(self, end_ns: int) -> None:
-        if self.topology.num_nodes >= FREEZE_NODES:
-            # Everything alive now (nodes, pending events) is long-lived: keep the cyclic
-            # collector off it (O(1); reference counting still frees it). A big run otherwise
-            # spends a large share of its time in full collections walking the nodes.
+        if self.topology.num_nodes < FREEZE_NODES or not gc.isenabled():
+            self._run(end_ns)
+            return
+        # Everything alive now (nodes, pending events) is long-lived: keep the cyclic collector
+        # off it (O(1); reference counting still frees it). A big run otherwise spends a large
+        # share of its time in full collections walking the nodes. While the loop runs, the
+        # collector is off altogether: events, datagrams and effects are acyclic and freed by
+        # reference counting (a 10,000-node run leaves a few dozen cyclic objects), but the
+        # collector would still walk every queued one, about 5 % of a 100,000-node run.
+        gc.freeze()
+        gc.disable()
+        try:
+            self._run(end_ns)
+        finally:
+            # what the run left (queued events, new node state) is long-lived too: freeze it
+            # before the collector is back, or its first collection would walk all of it
             gc.freeze()
+            gc.enable()
+
+    def _run(self, end_ns: int) -> None:
+        # The hot loop: one event at a time, and the effects of a node's step carried out right
+        # here (the same work as ``_apply``, in the same order, without a call and a set-up per
+        # event). Queue pushes are inlined too: exactly ``EventQueue.push``.
         queue = self.queue
         pop = queue.pop_until
-        heappop = heapq.heappop
+        heappush = heapq.heappush
+        count = queue._count
+        buckets = queue._buckets
+        bucket_keys = queue._keys
+        current = queue._current  # replaced by pop_until when it moves to the next bucket
+        late = queue._late
+        current_key = queue._current_key
         nodes = self.nodes
         slots = self.slots
-        timers = self.timers
-        apply = self._apply
+        timers_of = self.timers
+        irregular = self._irregular
+        records = self.records
+        gens = self._timer_gen
+        event = self._event
+        direct = self._direct
+        net = self.net
+        # a clean network needs one random draw per datagram, or none; an action may change it
+        clean = not net.loss and not net.duplicate and net.partition is None
+        latency, jitter, random = net.latency_ns, net.jitter_ns, net.rng.random
+        sizer = self.sizer
         run = 0
+        # ``self.now`` is brought up to date before every call that reads it (actions, witnesses,
+        # events) and at the end, not per event
+        now = self.now
         while True:
             # the queue's current bucket is popped here directly (the hot path); the queue
-            # itself moves on to the next bucket
-            current = queue._current
-            if current:
-                if current[0][0] > end_ns:
+            # itself merges in late entries and moves on to the next bucket
+            if current and not late:
+                entry = current.pop()
+                if entry[0] > end_ns:
+                    current.append(entry)
                     break
-                entry = heappop(current)
             else:
                 found = pop(end_ns)
+                current = queue._current
+                current_key = queue._current_key
                 if found is None:
                     break
                 entry = found
-            time_ns, _seq, kind, target, payload = entry
-            self.now = time_ns
+            now, _seq, kind, target, a, b = entry
             run += 1
             if kind > TIMER:  # not addressed to a node: an action or a tie-breaker's input
+                self.now = now
                 if kind == ACTION:
-                    self._action(target, payload)
+                    self._action(target, a)
+                    # an action may change anything: the network, the sizer, which nodes exist
+                    direct = self._direct
+                    net = self.net
+                    clean = not net.loss and not net.duplicate and net.partition is None
+                    latency, jitter, random = net.latency_ns, net.jitter_ns, net.rng.random
+                    sizer = self.sizer
                 else:
-                    self._witness(target, payload)
+                    self._witness(target, a)
                 continue
             node = nodes[target]
             if node is None:
                 continue
-            slot = slots[target]
-            if slot.paused_until > time_ns:
-                queue.push(slot.paused_until, kind, target, payload)
-                continue
-            if kind == DELIVER:
-                inp = payload
-            else:
-                inp, gen, tkey = payload
-                if timers.get(tkey) != gen:
+            # a rank's slot only when needed (one memory access less per event): it is set here
+            # exactly for the ranks ever paused or skewed
+            slot: NodeSlot | None = None
+            local = now
+            if target in irregular:
+                slot = slots[target]
+                if slot.paused_until > now:
+                    queue.push(slot.paused_until, kind, target, a, b)
                     continue
-                del timers[tkey]
-            effects = node.step(self._local(target, time_ns) if slot.skewed else time_ns, inp)
-            if effects:
-                apply(target, effects)
+                if slot.skewed:
+                    local = self._local(target, now)
+            if kind == DELIVER:
+                effects = node.deliver(local, a, b) if direct else node.step(local, Received(a, b))
+            else:
+                timers = timers_of[target]
+                if timers.get(a) != b:
+                    continue
+                del timers[a]
+                effects = node.fire(local, a) if direct else node.step(local, TimerFired(a))
+            if not effects:
+                continue
+            # -- the effects, in order (see _apply) --
+            sent = 0
+            for effect in effects:
+                ekind = type(effect)
+                if ekind is Send:
+                    sent += 1
+                    dst = effect.dst
+                    if dst < 0:
+                        self.now = now
+                        self._to_witness(target, effect)
+                        continue
+                    if clean:
+                        at = now + (latency + int(random() * jitter) if jitter else latency)
+                        item = (at, next(count), DELIVER, dst, target, effect.msg)
+                        key = at // BUCKET_NS
+                        if key <= current_key:
+                            heappush(late, item)
+                        else:
+                            bucket = buckets.get(key)
+                            if bucket is None:
+                                buckets[key] = [item]
+                                heappush(bucket_keys, key)
+                            else:
+                                bucket.append(item)
+                    else:
+                        msg = effect.msg
+                        for delay in net.deliveries(target, dst):
+                            queue.push(now + delay, DELIVER, dst, target, msg)
+                elif ekind is SetTimer:
+                    gen = next(gens)
+                    key = effect.key
+                    timers_of[target][key] = gen
+                    at = effect.at_ns
+                    if slot is not None and slot.skewed:
+                        at = self._true(target, at)
+                    if at < now:
+                        at = now
+                    item = (at, next(count), TIMER, target, key, gen)
+                    bkey = at // BUCKET_NS
+                    if bkey <= current_key:
+                        heappush(late, item)
+                    else:
+                        bucket = buckets.get(bkey)
+                        if bucket is None:
+                            buckets[bkey] = [item]
+                            heappush(bucket_keys, bkey)
+                        else:
+                            bucket.append(item)
+                elif ekind is CancelTimer:
+                    timers_of[target].pop(effect.key, None)
+                elif ekind is Emit:
+                    self.now = now
+                    event(target, effect.event)
+                elif ekind is Persist:
+                    slots[target].disk = effect.state
+                else:  # pragma: no cover - a new effect type must be handled here
+                    raise TypeError(f"unknown effect {effect!r}")
+            if sent:
+                before = records.sent
+                records.sent = before + sent
+                records.sent_since_mark += sent
+                if sizer is not None and before // 64 != records.sent // 64:
+                    first = next(e for e in effects if type(e) is Send)
+                    records.bytes_sampled += sizer(first.msg)
+                    records.samples += 1
         self.events_run += run
-        self.now = max(self.now, end_ns)
+        self.now = max(now, end_ns)
 
     def _action(self, target: int, payload: tuple[str, Any]) -> None:
         what, arg = payload
@@ -307,13 +436,12 @@ class Simulator:
             arg(self)
 
     def _apply(self, rank: int, effects: list[Any]) -> None:
+        """Carry out a node's effects outside the run loop (a boot, a command); ``run_until``
+        does the same inline."""
         push = self.queue.push
         net = self.net
         now = self.now
-        # Fast path: a clean network needs one random draw per datagram, or none.
-        clean = not net.loss and not net.duplicate and net.partition is None
-        latency, jitter = net.latency_ns, net.jitter_ns
-        random = net.rng.random
+        slot = self.slots[rank]
         sent = 0
         for effect in effects:
             kind = type(effect)
@@ -323,32 +451,22 @@ class Simulator:
                 if dst < 0:
                     self._to_witness(rank, effect)
                     continue
-                if clean:
-                    push(
-                        now + (latency + int(random() * jitter) if jitter else latency),
-                        DELIVER,
-                        dst,
-                        Received(rank, effect.msg),
-                    )
-                else:
-                    received = Received(rank, effect.msg)
-                    for delay in net.deliveries(rank, dst):
-                        push(now + delay, DELIVER, dst, received)
+                for delay in net.deliveries(rank, dst):
+                    push(now + delay, DELIVER, dst, rank, effect.msg)
             elif kind is SetTimer:
-                self._timer_gen = gen = self._timer_gen + 1
+                gen = next(self._timer_gen)
                 key = effect.key
-                tkey = (rank, key)
-                self.timers[tkey] = gen
+                self.timers[rank][key] = gen
                 at = effect.at_ns
-                if self.slots[rank].skewed:
+                if slot.skewed:
                     at = self._true(rank, at)
-                push(at if at > now else now, TIMER, rank, (TimerFired(key), gen, tkey))
+                push(at if at > now else now, TIMER, rank, key, gen)
             elif kind is CancelTimer:
-                self.timers.pop((rank, effect.key), None)
+                self.timers[rank].pop(effect.key, None)
             elif kind is Emit:
                 self._event(rank, effect.event)
             elif kind is Persist:
-                self.slots[rank].disk = effect.state
+                slot.disk = effect.state
             else:  # pragma: no cover - a new effect type must be handled here
                 raise TypeError(f"unknown effect {effect!r}")
         if sent:
@@ -380,14 +498,13 @@ class Simulator:
             kind = type(effect)
             if kind is Send:
                 self.records.sent += 1
-                received = Received(-1 - group, effect.msg)
                 for delay in self.net.deliveries(effect.dst, effect.dst):
-                    self.queue.push(self.now + delay, DELIVER, effect.dst, received)
+                    self.queue.push(self.now + delay, DELIVER, effect.dst, -1 - group, effect.msg)
             elif kind is SetTimer:
-                self._timer_gen += 1
-                self._witness_timers[(group, effect.key)] = self._timer_gen
+                gen = next(self._timer_gen)
+                self._witness_timers[(group, effect.key)] = gen
                 at = max(effect.at_ns, self.now)
-                self.queue.push(at, WITNESS, group, (TimerFired(effect.key), self._timer_gen))
+                self.queue.push(at, WITNESS, group, (TimerFired(effect.key), gen))
             elif kind is CancelTimer:
                 self._witness_timers.pop((group, effect.key), None)
 

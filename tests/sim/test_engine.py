@@ -85,6 +85,41 @@ def test_queue_orders_by_time_then_insertion() -> None:
     assert queue.next_time() == 20 * MS
 
 
+def test_queue_matches_one_global_heap() -> None:
+    """Sorted buckets, the late heap for pushes into the running bucket and pops up to a limit
+    give exactly the order of one heap of ``(time, seq)``."""
+    import heapq
+
+    rng = random.Random(5)
+    queue = EventQueue()
+    reference: list[tuple[int, int]] = []
+    seq = 0
+    now = 0
+    popped: list[int] = []
+    expected: list[int] = []
+    for _ in range(3000):
+        if rng.random() < 0.55:
+            # mostly ahead, sometimes due now or in the running bucket (zero latency, timers)
+            at = now + rng.choice([0, 1, rng.randrange(150_000), rng.randrange(3 * MS)])
+            seq += 1
+            queue.push(at, 0, 0, seq)
+            heapq.heappush(reference, (at, seq))
+            continue
+        limit = now + rng.randrange(200_000)
+        entry = queue.pop_until(limit)
+        if reference and reference[0][0] <= limit:
+            at, want = heapq.heappop(reference)
+            expected.append(want)
+            assert entry is not None and entry[0] == at
+            popped.append(entry[4])
+            now = at
+        else:
+            assert entry is None
+        assert len(queue) == len(reference)
+        assert queue.next_time() == (reference[0][0] if reference else None)
+    assert popped == expected and len(popped) > 1000
+
+
 def test_latency_and_determinism() -> None:
     a, b = make(7, latency_ns=MS, jitter_ns=0), make(7, latency_ns=MS, jitter_ns=0)
     a.run_until(100 * MS)

@@ -119,3 +119,29 @@ def test_fuzz_seed_200503_a_leader_pulls_from_a_member_with_an_equal_count_diges
     outcome = run_schedule(200503)
     assert "live nodes disagree on admin modes" not in outcome.liveness
     assert outcome.ok, (outcome.faults, outcome.violations, outcome.liveness)
+
+
+def test_fuzz_seed_302320_stale_refutations_do_not_feed_an_incarnation_storm() -> None:
+    # cn10 was paused while 20 % of datagrams were duplicated; its leader had declared it
+    # failed. When the pause ended, every queued or duplicated ping (older incarnations) got an
+    # ack with FLAG_REFUTE, and each such ack made cn10 take a new incarnation, which made its
+    # other pings in flight stale in turn: thousands of incarnations and failure notices within
+    # 100 virtual ms, and the run never ended. Now an ack refutes at most once per heartbeat.
+    outcome = run_schedule(302320)
+    assert outcome.ok, (outcome.faults, outcome.violations, outcome.liveness)
+
+
+def test_a_burst_of_refuting_acks_costs_one_incarnation() -> None:
+    from hierclust.core.messages import FLAG_LEASE, FLAG_REFUTE, Ack
+    from hierclust.core.node import Node
+    from hierclust.core.types import Received, Start
+
+    node = Node(from_dict(generate_document(7, 8)), 3, rng=random.Random(1))
+    node.step(0, Start())
+    for i in range(20):  # e.g. answers to pings queued during a pause, all at once
+        flags = FLAG_LEASE | FLAG_REFUTE
+        node.step(MS + i, Received(0, Ack(0, 1, 1, MS, 1, flags, 500 * MS, -1, 0, 0, 0)))
+    assert node.incarnation == 2
+    heartbeat = 200 * MS
+    node.step(MS + heartbeat, Received(0, Ack(0, 1, 1, 2 * MS, 1, FLAG_REFUTE, 0, -1, 0, 0, 0)))
+    assert node.incarnation == 3, "a refutation a heartbeat later is a new one"
