@@ -18,9 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from hierclust.core.types import ACTIVE, ADMIN_MODES
+from hierclust.core.types import ACTIVE, ADMIN_MODES, MAINTENANCE
 from hierclust.runtime.status import admin_modes
 from hierclust.topology import Topology
+
+_PHRASE = {
+    mode: ("in " if mode == MAINTENANCE else "") + name for mode, name in enumerate(ADMIN_MODES)
+}
 
 
 def rank_ranges(ranks: Iterable[int]) -> list[tuple[int, int]]:
@@ -50,7 +54,7 @@ def quorum_warnings(topology: Topology, ranks: set[int], mode: int) -> list[str]
         remaining = leaf.votes - targeted
         if remaining < leaf.quorum:
             warnings.append(
-                f"group {leaf.name}: {targeted} of {leaf.size} members {ADMIN_MODES[mode]}; should "
+                f"group {leaf.name}: {targeted} of {leaf.size} members {_PHRASE[mode]}; should "
                 f"they all go down, the group loses its quorum ({leaf.quorum} of {leaf.votes} "
                 "votes needed)"
             )
