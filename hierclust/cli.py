@@ -259,6 +259,14 @@ def sim(
     after_ms: Annotated[
         int, typer.Option("--after-ms", min=100, help="Virtual time simulated after the kill.")
     ] = 3000,
+    planned: Annotated[
+        bool,
+        typer.Option(
+            "--planned",
+            help="Put the victim into maintenance first (it hands over what it leads, "
+            "reported under sim.planned), then stop it: a planned departure.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Boot a topology in the simulator, kill one node, report (DESIGN §5 schema)."""
@@ -269,7 +277,7 @@ def sim(
     topology = topology_from_options(topology_file, nodes, fanout, as_json)
     plan = KillPlan(
         kill=kill, seed=seed, loss=loss, latency_ms=latency_ms, jitter_ms=jitter_ms,
-        after_ms=after_ms,
+        after_ms=after_ms, planned=planned,
     )  # fmt: skip
     with progress_bar(f"sim {topology.num_nodes:,} nodes") as bar:
         task = bar.add_task("booting", total=1.0)

@@ -15,6 +15,7 @@ from typing import Any
 
 from hierclust import __version__
 from hierclust.core.timeouts import MS
+from hierclust.core.types import MAINTENANCE, Command, Failure
 from hierclust.sim.network import Network
 from hierclust.sim.simulator import Simulator
 from hierclust.stats import percentile
@@ -63,6 +64,8 @@ class KillPlan:
     boot_limit_ms: int = 10_000
     steady_ms: int = 1_000
     after_ms: int = 3_000
+    planned: bool = False  # put the victim into maintenance first, then stop it
+    handover_ms: int = 1_000  # with planned: virtual time between the command and the stop
 
 
 def led_groups(sim: Simulator, rank: int) -> list[int]:
@@ -189,6 +192,9 @@ def run_kill(
     fp_before = sim.checker.false_positives
     # The kill.
     victim, role = pick_victim(sim, plan.kill, random.Random(plan.seed * 31 + 7))
+    handover: dict[str, Any] | None = None
+    if plan.planned:
+        handover = planned_handover(sim, victim, plan.handover_ms * MS, advance)
     inside = sits_in(sim, victim)
     led = led_groups(sim, victim)
     kill_at = sim.now
@@ -254,7 +260,49 @@ def run_kill(
             "detector": topology.node_name(detected[1]) if detected else None,
         },
     }
+    if handover is not None:
+        handover["departure_planned"] = departure_planned(sim, victim, incarnation)
+        report["sim"]["planned"] = handover
     return report
+
+
+def departure_planned(sim: Simulator, victim: int, incarnation: int) -> bool | None:
+    """Whether the failure notice of ``victim`` that live nodes hold says planned (None: none)."""
+    for rank in sim.live_ranks():
+        for n in sim.nodes[rank].known_notices():
+            if type(n) is Failure and n.node == victim and n.incarnation == incarnation:
+                return n.planned
+    return None
+
+
+def planned_handover(
+    sim: Simulator, victim: int, settle_ns: int, advance: Callable[[int, str], None]
+) -> dict[str, Any]:
+    """Put ``victim`` into maintenance (issued by the lowest other live rank) and let it hand
+    over what it leads: when each of its groups had a new leader, and elections elsewhere."""
+    led = led_groups(sim, victim)
+    issued = sim.now
+    issuer = next(r for r in sim.live_ranks() if r != victim)
+    sim.command(issuer, Command("admin", (MAINTENANCE, ((victim, 1),))))
+    advance(issued + settle_ns, "maintenance")
+    firsts = [
+        min((t for t, g, r, _ in sim.records.elected if g == group and t >= issued and r != victim),
+            default=None)
+        for group in led
+    ]  # fmt: skip
+    done = [t for t in firsts if t is not None]
+    return {
+        "issuer": sim.topology.node_name(issuer),
+        "groups_led": len(led),
+        "handed_over": len(done),
+        "handover_ms": round((max(done) - issued) / MS, 3)
+        if done and len(done) == len(led)
+        else None,
+        "still_leading": len(led_groups(sim, victim)),
+        "elections_elsewhere": sum(
+            1 for t, g, _, _ in sim.records.elections if t >= issued and g not in led
+        ),
+    }
 
 
 def deterministic_view(report: dict[str, Any]) -> dict[str, Any]:

@@ -198,3 +198,19 @@ def test_only_the_followed_leader_can_hand_the_group_over() -> None:
     started = elections(node.step(4 * MS, Received(0, Handoff(0, 4, 2))))
     assert [e.event.term for e in started] == [5]
     assert node.leader_of(0) is None and node.voted_for(0) == 2
+
+
+def test_planned_kill_run_hands_over_first_and_reports_a_planned_departure() -> None:
+    from hierclust.sim.scenario import KillPlan, run_kill
+
+    topology = from_dict(generate_document(1000, 16))
+    report = run_kill(topology, KillPlan(kill="root-leader", seed=5, planned=True))
+    planned = report["sim"]["planned"]
+    assert planned["groups_led"] == topology.depth == planned["handed_over"]
+    assert planned["handover_ms"] < topology.tuning.election_timeout_ms
+    assert planned["still_leading"] == 0 and planned["elections_elsewhere"] == 0
+    assert planned["departure_planned"] is True
+    assert report["notified"] == report["survivors"]
+    assert report["reelect_ms"] is None, "nothing left to re-elect when it stops"
+    assert report["groups_disturbed"] == 0 and report["elections_elsewhere"] == 0
+    assert report["sim"]["violations"] == []
