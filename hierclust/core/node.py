@@ -1318,19 +1318,31 @@ class Node:
 
     def _suspect(self, now: int, gs: GroupState, s: int, out: list[Effect]) -> None:
         gs.status[s] = SUSPECT
-        target = gs.first + s
-        out.append(Send(target, Probe(gs.gi, target, self.rank)))
         helpers = [
             gs.first + h
             for h in range(gs.size)
             if h != s and h != gs.myslot and gs.status[h] == ALIVE
         ]
+        self._probe(now, gs, gs.first + s, helpers, ("p", gs.gi, s), out)
+
+    def _probe(
+        self,
+        now: int,
+        gs: GroupState,
+        target: int,
+        helpers: list[int],
+        timer: tuple[Any, ...],
+        out: list[Effect],
+    ) -> None:
+        """Probe ``target`` directly and through up to ``probes`` of ``helpers`` (in random
+        order); ``timer`` fires after ``confirm_ms`` for the verdict."""
+        out.append(Send(target, Probe(gs.gi, target, self.rank)))
         if helpers:
             self.rng.shuffle(helpers)
             req = PingReq(gs.gi, target, self.rank)
             for h in helpers[: gs.tm.probes]:
                 out.append(Send(h, req))
-        out.append(SetTimer(("p", gs.gi, s), now + gs.tm.confirm))
+        out.append(SetTimer(timer, now + gs.tm.confirm))
 
     def _doubt(self, now: int, gs: GroupState, node: int, inc: int, out: list[Effect]) -> None:
         """A slot stayed pending past its grace: its former holder may be dead, or alive and
@@ -1340,14 +1352,8 @@ class Node:
         if doubts is None:
             doubts = gs.doubts = {}
         doubts[node] = inc
-        out.append(Send(node, Probe(gs.gi, node, self.rank)))
         helpers = [h for h in self._members(gs) if h != node]
-        if helpers:
-            self.rng.shuffle(helpers)
-            req = PingReq(gs.gi, node, self.rank)
-            for h in helpers[: gs.tm.probes]:
-                out.append(Send(h, req))
-        out.append(SetTimer(("q", gs.gi, node), now + gs.tm.confirm))
+        self._probe(now, gs, node, helpers, ("q", gs.gi, node), out)
 
     def _on_doubt_timeout(self, now: int, gs: GroupState, node: int, out: list[Effect]) -> None:
         doubts = gs.doubts

@@ -802,8 +802,8 @@ def _admin_command(
         break
     if issuer is None:
         base.fail(f"no worker could issue the command: {'; '.join(problems)}", as_json)
-    state = progress(topology, snapshots, ranks, mode)
-    state["done"] = False
+    # not checked yet (with --wait 0 it stays so: the snapshots above predate the command)
+    state: dict[str, Any] = {"pending": [], "still_leading": [], "done": False}
     while time.monotonic() - t0 < wait_s:
         time.sleep(0.1)
         snapshots, _ = collect(directory)

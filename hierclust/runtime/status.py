@@ -138,6 +138,7 @@ def group_detail(
     members = group.ranks if group.is_leaf else range(0)
     left = left or set()
     modes = modes or {}
+    down = failed | left
     return {
         "name": group.name,
         "index": gi,
@@ -154,7 +155,7 @@ def group_detail(
         "admin_members": {
             topology.node_name(r): ADMIN_MODES[modes[r]] for r in members if modes.get(r, 0)
         },
-        "members_alive": sum(1 for r in members if r in running and r not in failed | left)
+        "members_alive": sum(1 for r in members if r in running and r not in down)
         if group.is_leaf
         else None,
     }

@@ -12,24 +12,14 @@ import pytest
 
 from hierclust.core.timeouts import MS
 from hierclust.sim.fuzz import run_schedule
-from hierclust.sim.network import Network
-from hierclust.sim.scenario import all_led, lease_holder
+from hierclust.sim.scenario import lease_holder
 from hierclust.sim.simulator import Simulator
 from hierclust.topology import from_dict, generate_document
+from tests.sim.test_scenarios import booted as booted_topology
 
 
 def booted(nodes: int, fanout: int, seed: int = 1) -> Simulator:
-    sim = Simulator(
-        from_dict(generate_document(nodes, fanout)),
-        seed=seed,
-        network=Network(random.Random(seed)),
-    )
-    sim.start_all(spread_ns=200 * MS)
-    while not all_led(sim):
-        assert sim.now < 10_000 * MS, "every group elects a leader within 10 s"
-        sim.run_until(sim.now + 100 * MS)
-    sim.run_until(sim.now + 500 * MS)
-    return sim
+    return booted_topology(from_dict(generate_document(nodes, fanout)), seed)
 
 
 def accused(sim: Simulator, victim: int) -> list[int]:
