@@ -435,14 +435,11 @@ def write_systemd_units(
     """One unit file per host, running that host's nodes as one agent process (a nodeset)."""
     from ClusterShell.NodeSet import NodeSet
 
-    by_host: dict[str, list[str]] = {}
-    for rank in range(topology.num_nodes):
-        address = topology.address(rank)
-        if address is None:
-            raise DeployError(
-                f"{topology.source}: addresses: node {topology.node_name(rank)} has no address"
-            )
-        by_host.setdefault(address.host, []).append(topology.node_name(rank))
+    from hierclust.runtime.launch import hosts_of
+
+    by_host = {
+        host: [topology.node_name(r) for r in ranks] for host, ranks in hosts_of(topology).items()
+    }
     outdir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for host, names in sorted(by_host.items()):
