@@ -41,7 +41,7 @@ from hierclust.codec.errors import DatagramTooLarge, EncodeError
 from hierclust.codec.keyring import HmacSha256, Keyring
 from hierclust.codec.replay import ReplayWindow, Verdict
 from hierclust.codec.schema import BodyError, MessageRegistry
-from hierclust.core.config import MAX_DATAGRAM_BYTES
+from hierclust.tuning import MAX_DATAGRAM_BYTES
 
 MAGIC = 0x68
 VERSION = 1

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import weakref
 
-from hierclust.core.config import Tuning
 from hierclust.core.timeouts import Timing
 from hierclust.topology.model import Topology
+from hierclust.tuning import Tuning
 
 TIE_NONE = 0
 TIE_WITNESS = 1

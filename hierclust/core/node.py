@@ -78,7 +78,6 @@ import random
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
-from hierclust.core.config import Tuning
 from hierclust.core.layout import TIE_NONE, Layout, layout_of
 from hierclust.core.messages import (
     FLAG_ECHO_NOW,
@@ -141,6 +140,7 @@ from hierclust.core.types import (
     witness_id,
 )
 from hierclust.topology.model import Topology
+from hierclust.tuning import Tuning
 
 FOLLOWER: Final = 0
 PRECANDIDATE: Final = 1

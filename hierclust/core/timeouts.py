@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hierclust.core.config import Tuning
+from hierclust.tuning import Tuning
 
 MS = 1_000_000
 MAX_HEALTH = 8

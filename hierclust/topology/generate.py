@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hierclust.core.config import MAX_GROUP_SIZE, MAX_TIER_DEPTH
 from hierclust.topology.errors import TopologyError
+from hierclust.tuning import MAX_GROUP_SIZE, MAX_TIER_DEPTH
 
 
 def generate_document(

@@ -15,15 +15,15 @@ from typing import Any
 
 import networkx as nx
 
-from hierclust.core.config import (
+from hierclust.topology.errors import TopologyError
+from hierclust.topology.model import Address, Addressing, Group, TieBreaker, Topology
+from hierclust.topology.names import HostlistError, NodeNames, Piece, Run, parse_hostlist
+from hierclust.tuning import (
     MAX_GROUP_SIZE,
     MAX_TIER_DEPTH,
     MAX_TOPOLOGY_FILE_BYTES,
     Tuning,
 )
-from hierclust.topology.errors import TopologyError
-from hierclust.topology.model import Address, Addressing, Group, TieBreaker, Topology
-from hierclust.topology.names import HostlistError, NodeNames, Piece, Run, parse_hostlist
 
 _GROUP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _TOP_KEYS = {"cluster", "defaults", "tiers", "addresses", "group", "node"}

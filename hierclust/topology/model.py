@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 import networkx as nx
 
-from hierclust.core.config import Tuning
 from hierclust.topology.names import NodeNames
+from hierclust.tuning import Tuning
 
 
 @dataclass(frozen=True, slots=True, order=True)

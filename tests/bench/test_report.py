@@ -29,8 +29,8 @@ from hierclust.bench.udp import (
     pick_victim,
     serf_budget_tuning,
 )
-from hierclust.core.config import Tuning
 from hierclust.topology import from_dict, generate_document
+from hierclust.tuning import Tuning
 
 
 def report(**fields: Any) -> dict[str, Any]:

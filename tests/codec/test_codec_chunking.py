@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hierclust.codec import Decoded, EncodeError, chunk_items
-from hierclust.core.config import MAX_DATAGRAM_BYTES
 from hierclust.core.types import Failure
+from hierclust.tuning import MAX_DATAGRAM_BYTES
 from tests.codec.samples import Report, Sync, codec
 
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hierclust.codec import HEADER_BYTES, DatagramTooLarge, Decoded, Dropped, DropReason, Keyring
-from hierclust.core.config import MAX_DATAGRAM_BYTES
+from hierclust.tuning import MAX_DATAGRAM_BYTES
 from tests.codec.samples import CLUSTER, SECRET_1, Beat, Sync, codec, seal
 
 BEAT = Beat(view_id=9, digest=(1, 2, 3))

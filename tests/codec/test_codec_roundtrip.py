@@ -19,8 +19,8 @@ from hierclust.codec import (
     MessageRegistry,
     SchemaError,
 )
-from hierclust.core.config import MAX_DATAGRAM_BYTES
 from hierclust.core.types import Alive, Failure
+from hierclust.tuning import MAX_DATAGRAM_BYTES
 from tests.codec.samples import (
     CLUSTER,
     SAMPLE_TYPES,

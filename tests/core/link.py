@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hierclust.core.config import Tuning
 from hierclust.core.disk import LeaseDisk
 from hierclust.core.node import Node, PersistentState
 from hierclust.core.types import (
@@ -32,6 +31,7 @@ from hierclust.core.types import (
 from hierclust.core.witness import Witness
 from hierclust.topology import from_dict, generate_document, loads
 from hierclust.topology.model import Topology
+from hierclust.tuning import Tuning
 
 MS = 1_000_000
 

@@ -332,7 +332,7 @@ def test_a_node_that_missed_every_copy_repairs_from_the_digest() -> None:
 
 
 def test_notices_age_out_everywhere_at_once_and_are_not_learned_again() -> None:
-    from hierclust.core.config import Tuning
+    from hierclust.tuning import Tuning
 
     link = Link(topo(9, 3), tuning=Tuning(notice_ttl_ms=4000))
     link.start_all()

@@ -4,7 +4,6 @@ import dataclasses
 
 import cbor2
 
-from hierclust.core.config import MAX_DATAGRAM_BYTES, MAX_GROUP_SIZE
 from hierclust.core.messages import (
     BY_KIND,
     MAX_NOTICES_PER_MESSAGE,
@@ -15,6 +14,7 @@ from hierclust.core.messages import (
 from hierclust.core.quorum import lease_base, majority, quorate
 from hierclust.core.timeouts import health_after, retransmit_delay, stretched
 from hierclust.core.types import Alive, Failure
+from hierclust.tuning import MAX_DATAGRAM_BYTES, MAX_GROUP_SIZE
 
 
 def test_majority_of_configured_votes() -> None:

@@ -1,4 +1,8 @@
-"""Every protocol tunable, in one place, with its default and what it trades off.
+"""Every protocol tunable, in one place, with its default and what it trades off; and the hard
+limits (DESIGN section 6).
+
+It imports nothing of the package: the protocol core, the topology loader and the codec all read
+it, and none of them needs another for it.
 
 Topology files override these per cluster (``[defaults]``), per tier (``[tiers.N]``) and per group
 (``[group.NAME.tuning]``); :func:`Tuning.replace_checked` is the one door through which any override
