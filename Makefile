@@ -22,10 +22,11 @@ install: $(STAMP) ## Create .venv and install hierclust with its dev tools
 demo: $(STAMP) ## Run the main job on the embedded default topology
 	$(BIN)/hierclust demo
 
-lint: $(STAMP) ## ruff and mypy (strict for hierclust/core and hierclust/topology)
+lint: $(STAMP) ## ruff, mypy (strict for core, topology, codec) and the import contracts
 	$(BIN)/ruff check hierclust tests bench
 	$(BIN)/ruff format --check hierclust tests bench
 	$(BIN)/mypy hierclust
+	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP) ## Apply ruff's formatting and import order
 	$(BIN)/ruff check --fix --select I hierclust tests bench

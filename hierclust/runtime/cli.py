@@ -165,8 +165,8 @@ def register(app: typer.Typer) -> None:
         as_json: JsonFlag = False,
     ) -> None:
         """Run the topology's witness tie-breakers that live on this host, in the foreground."""
+        from hierclust.runtime.context import local_witnesses
         from hierclust.runtime.deploy import resolve_keyring
-        from hierclust.runtime.host import local_witnesses
         from hierclust.runtime.worker import run, run_worker
 
         topology = base.load_or_fail(topology_file, as_json)

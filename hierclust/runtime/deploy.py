@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from hierclust.codec import KeyringError, generate_keyring_file, load_keyring
-from hierclust.core.node import PersistentState
+from hierclust.core.state import PersistentState
+from hierclust.runtime.context import disk_lease_path, local_witnesses
 from hierclust.runtime.control import ControlError, request
-from hierclust.runtime.host import disk_lease_path, local_witnesses
 from hierclust.runtime.state import state_to_json
 from hierclust.topology import Address, Topology
 

@@ -41,10 +41,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hierclust.codec import Codec, DropLogger, Dropped, EncodeError
-from hierclust.core.node import Node, PersistentState
+from hierclust.core.node import Node
+from hierclust.core.state import PersistentState
 from hierclust.core.types import (
     ADMIN_MODES,
     Admin,
@@ -63,12 +64,10 @@ from hierclust.core.types import (
     witness_group,
     witness_id,
 )
+from hierclust.runtime.context import HostContext
 from hierclust.runtime.state import load_state, save_state
 from hierclust.runtime.tiebreak import disk_exchange
 from hierclust.runtime.transport import AddressTuple, UdpEndpoint
-
-if TYPE_CHECKING:
-    from hierclust.runtime.host import HostContext
 
 _LOG = logging.getLogger("hierclust.runtime")
 MAX_EARLY_DATAGRAMS = 4096

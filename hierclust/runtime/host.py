@@ -1,35 +1,28 @@
 """A host process's share of a cluster: many :class:`NodeDriver` s in one event loop.
 
-:class:`HostContext` holds what the drivers of one process share: the topology, the keyring and
-message registry, the address table, the event bus, the loop-lag sampler and the lab transport
-filter (``partition``/``heal``). :class:`NodeHost` owns the drivers, the lag monitor (one
-``LoopLag`` per heartbeat to every node), the control socket and the optional metrics endpoint.
+:class:`NodeHost` owns the drivers and witness servers of one process (which share one
+:class:`~hierclust.runtime.context.HostContext`), the lag monitor (one ``LoopLag`` per heartbeat
+to every node), the lab operations (kill, pause, restart, partition) and the snapshots that
+``status`` reads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any
 
-from hierclust.codec import Keyring, MessageRegistry
+from hierclust.codec import Keyring
 from hierclust.core.timeouts import MS
-from hierclust.core.types import Command, LoopLag, witness_group
+from hierclust.core.types import Command, LoopLag
+from hierclust.runtime.context import HostContext, local_witnesses
 from hierclust.runtime.driver import NodeDriver
-from hierclust.runtime.events import EventBus
 from hierclust.runtime.tiebreak import WitnessServer
-from hierclust.runtime.transport import AddressTuple
-from hierclust.topology import Topology
 
 _LOG = logging.getLogger("hierclust.runtime")
-PERSIST_THREADS = 4
-"""Threads writing state files (temp, fsync, rename, fsync dir) off the event loop; concurrent
-fsyncs on one file system share journal commits. At most one write per node is in flight."""
 BOOT_BATCH = 8
 BOOT_PAUSE_S = 0.02
 """Boot pacing: ``BOOT_BATCH`` nodes, then a pause that also runs whatever the loop has queued
@@ -37,86 +30,6 @@ BOOT_PAUSE_S = 0.02
 their first elections coincide: on a 2-core box with one core taken by other work the 1,024-node
 topology then did not settle (split votes while the loop was backlogged); paced, it was led in
 5.6-7 s. With both cores taken by other work it still does not settle."""
-
-
-class HostContext:
-    """Shared, per-process runtime context of a set of drivers."""
-
-    def __init__(
-        self,
-        topology: Topology,
-        keyring: Keyring,
-        state_dir: Path,
-        bus: EventBus,
-        *,
-        registry: MessageRegistry | None = None,
-    ) -> None:
-        self.topology = topology
-        self.keyring = keyring
-        self.registry = registry or MessageRegistry.from_module()
-        self.state_dir = state_dir
-        self.bus = bus
-        self.addresses: list[AddressTuple | None] = []
-        for rank in range(topology.num_nodes):
-            a = topology.address(rank)
-            self.addresses.append(None if a is None else (a.host, a.port))
-        self.rank_at: dict[AddressTuple, int] = {
-            a: r for r, a in enumerate(self.addresses) if a is not None
-        }
-        self.witness_addresses: dict[int, AddressTuple] = {}
-        self.disk_leases: dict[int, Path] = {}
-        for g in topology.by_index:
-            tb = g.tiebreaker
-            if tb is not None and tb.kind == "witness" and tb.address is not None:
-                self.witness_addresses[g.index] = (tb.address.host, tb.address.port)
-            elif tb is not None and tb.kind == "disk" and tb.path:
-                self.disk_leases[g.index] = disk_lease_path(topology, tb.path)
-        tuning = topology.tuning
-        self.heartbeat_ns = tuning.heartbeat_ms * MS
-        election_ms = max(g.tuning.election_timeout_ms for g in topology.by_index)
-        lease_ms = max(g.tuning.lease_ms for g in topology.by_index)
-        self.quarantine_ns = (2 * election_ms + lease_ms) * MS
-        self.lag_max_ns = 0
-        self.lag_total_max_ns = 0
-        self.last_lag_ms = 0
-        self.isolated: frozenset[int] | None = None
-        self.persist_pool: concurrent.futures.ThreadPoolExecutor | None = (
-            concurrent.futures.ThreadPoolExecutor(PERSIST_THREADS, "persist")
-        )
-
-    def state_path(self, rank: int) -> Path:
-        return self.state_dir / "nodes" / f"{self.topology.node_name(rank)}.json"
-
-    def address_of(self, dst: int) -> AddressTuple | None:
-        if dst >= 0:
-            return self.addresses[dst] if dst < len(self.addresses) else None
-        return self.witness_addresses.get(witness_group(dst))  # a witness daemon
-
-    def allows(self, src: int, dst: int) -> bool:
-        """Lab partition: datagrams never cross the boundary of the isolated set."""
-        isolated = self.isolated
-        return isolated is None or ((src in isolated) == (dst in isolated))
-
-    def note_lag(self, lag_ns: int) -> None:
-        if lag_ns > self.lag_max_ns:
-            self.lag_max_ns = lag_ns
-
-
-def disk_lease_path(topology: Topology, path: str) -> Path:
-    """A disk tie-breaker's lease file; relative paths are relative to the topology file."""
-    lease = Path(path)
-    return lease if lease.is_absolute() else Path(topology.source).resolve().parent / lease
-
-
-def local_witnesses(topology: Topology) -> dict[AddressTuple, list[int]]:
-    """Witness tie-breakers of ``topology`` on this host's loopback, by address."""
-    found: dict[AddressTuple, list[int]] = {}
-    for g in topology.by_index:
-        tb = g.tiebreaker
-        if tb is not None and tb.kind == "witness" and tb.address is not None:
-            if tb.address.host in ("127.0.0.1", "localhost"):
-                found.setdefault((tb.address.host, tb.address.port), []).append(g.index)
-    return found
 
 
 class NodeHost:

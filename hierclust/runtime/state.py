@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hierclust.core.node import PersistentState
+from hierclust.core.state import PersistentState
 
 STATE_VERSION = 1
 MAX_STATE_FILE_BYTES = 1 << 20

@@ -22,17 +22,15 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hierclust.codec import Codec, Decoded, DropLogger, Dropped, DropReason, EncodeError
 from hierclust.core.disk import LeaseDisk
 from hierclust.core.types import Received, Send, SetTimer, TimerFired, witness_id
 from hierclust.core.witness import Witness
+from hierclust.runtime.context import HostContext
 from hierclust.runtime.state import write_atomic
 from hierclust.runtime.transport import AddressTuple, UdpEndpoint
-
-if TYPE_CHECKING:
-    from hierclust.runtime.host import HostContext
 
 _LOG = logging.getLogger("hierclust.runtime")
 

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from hierclust.codec import load_keyring
+from hierclust.runtime.context import HostContext
 from hierclust.runtime.control import ControlServer
 from hierclust.runtime.events import EventBus
-from hierclust.runtime.host import HostContext, NodeHost
+from hierclust.runtime.host import NodeHost
 from hierclust.topology import load
 
 

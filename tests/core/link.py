@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hierclust.core.disk import LeaseDisk
-from hierclust.core.node import Node, PersistentState
+from hierclust.core.node import Node
+from hierclust.core.state import PersistentState
 from hierclust.core.types import (
     CancelTimer,
     Effect,

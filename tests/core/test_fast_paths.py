@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 
 from hierclust.core.messages import FLAG_LEASE, Ack, Ping
-from hierclust.core.node import Node, _new_ping, _send
+from hierclust.core.node import Node
+from hierclust.core.state import new_ping, new_send
 from hierclust.core.timeouts import MS
 from hierclust.core.types import Received, Send, Start, TimerFired
 from hierclust.topology import from_dict, generate_document
@@ -15,10 +16,10 @@ TOPO = from_dict(generate_document(40, 8))
 
 def test_fast_constructors_build_the_same_objects() -> None:
     ping = Ping(1, 2, 3, 4, 5, 6, 7)
-    fast = _new_ping(1, 2, 3, 4, 5, 6, 7)
+    fast = new_ping(1, 2, 3, 4, 5, 6, 7)
     assert type(fast) is Ping and fast == ping and hash(fast) == hash(ping)
     assert repr(fast) == repr(ping)
-    send = _send(9, ping)
+    send = new_send(9, ping)
     assert type(send) is Send and send == Send(9, ping) and send.msg is ping
 
 

@@ -12,9 +12,10 @@ from typing import Any
 import pytest_asyncio
 
 from hierclust.codec import Keyring, new_secret
-from hierclust.core.node import PersistentState
+from hierclust.core.state import PersistentState
+from hierclust.runtime.context import HostContext
 from hierclust.runtime.events import EventBus, EventRecord
-from hierclust.runtime.host import HostContext, NodeHost
+from hierclust.runtime.host import NodeHost
 from hierclust.runtime.state import save_state
 from hierclust.topology import Topology, from_dict, generate_document
 

@@ -12,9 +12,9 @@ import pytest
 
 from hierclust.codec import Codec, Keyring, MessageRegistry, new_secret
 from hierclust.core.messages import LeaderHint
+from hierclust.runtime.context import HostContext
 from hierclust.runtime.driver import NodeDriver
 from hierclust.runtime.events import EventBus
-from hierclust.runtime.host import HostContext
 from tests.runtime.conftest import init_states, make_topology, wait_for
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(10)]

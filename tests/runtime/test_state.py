@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hierclust.core.node import PersistentState
+from hierclust.core.state import PersistentState
 from hierclust.runtime.state import StateFileError, load_state, save_state
 
 

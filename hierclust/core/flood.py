@@ -1,0 +1,295 @@
+"""The notice flood: learn, forward along tree edges, retransmit, digests, pulls, compaction.
+
+Theory of operation
+-------------------
+Notices (:class:`Failure`, :class:`Alive`, :class:`Admin`) flood along tree edges: a node sends a
+new notice from the group it came through into every other group it sits in (to all members
+where it leads, else to the leader), never back. Each hop is acked (:class:`NoticesAck`) and
+retransmitted with back-off until acked or given up. Notices for a group whose leader is unknown
+wait in a bounded backlog for the next leader. Every heartbeat carries a digest (count, xor-hash
+of what a node knows); a mismatch seen twice triggers a :class:`Pull`, answered with everything
+known (bounded), which repairs whatever the flood missed.
+
+Compaction: every notice about a node is forgotten once its newest failure notice is
+``notice_ttl_ms`` old, and beyond ``max_notices`` the node heard of first goes. A notice saying
+this node itself failed in its current incarnation makes it refute (a new incarnation).
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Final
+
+from hierclust.core.messages import (
+    MAX_NOTICES_PER_MESSAGE,
+    Notices,
+    NoticesAck,
+    Pull,
+)
+from hierclust.core.state import (
+    LEADER,
+    GroupState,
+    NodeState,
+)
+from hierclust.core.timeouts import retransmit_delay
+from hierclust.core.types import (
+    Admin,
+    Effect,
+    Emit,
+    Failure,
+    Notice,
+    NoticeLearned,
+    Send,
+    SetTimer,
+)
+
+MAX_BACKLOG = 256
+"""Notices kept per group while it has no known leader; beyond that, digest repair catches up."""
+MAX_PULL_BATCHES = 64
+"""A pull is answered with at most this many Notices datagrams; the rest waits for the next pull."""
+
+_COMPACT_KEY: Final = ("x",)
+"""Timer for notice compaction by age (one per node)."""
+
+
+def notice_key(notice: Notice) -> int:
+    """Integer identity of a notice: ``(kind, node, incarnation)`` packed for a cheap dict key
+    (an admin notice: a negative hash of its identity, so it never meets the others)."""
+    if type(notice) is Admin:
+        h = mix_key(notice.node ^ (notice.count << 32))
+        h = mix_key(h ^ notice.seq)
+        return -1 - mix_key(h ^ ((notice.issuer << 2) | notice.mode))
+    kind = 0 if type(notice) is Failure else 1
+    return (notice.node << 33) | (notice.incarnation << 1) | kind  # type: ignore[union-attr]
+
+
+def mix_key(key: int) -> int:
+    """Deterministic 64-bit mix (splitmix64 finaliser) so digests agree across processes."""
+    x = (key + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return (x ^ (x >> 31)) & 0x7FFFFFFFFFFFFFFF
+
+
+class Flood(NodeState):
+    """The notices this node knows, and how they reach everyone."""
+
+    __slots__ = ()
+
+    def known_notices(self) -> tuple[Notice, ...]:
+        found: tuple[Notice, ...] = ()
+        if self.known is not None:
+            found = tuple(n for about in self.known.values() for n in about)
+        if self.admin:
+            found += tuple(self.admin.values())
+        return found
+
+    def has_notice(self, notice: Notice) -> bool:
+        key = notice_key(notice)
+        if type(notice) is Admin:
+            return self.admin is not None and key in self.admin
+        if self.known is None:
+            return False
+        return any(notice_key(n) == key for n in self.known.get(notice.node, ()))
+
+    def digest(self) -> tuple[int, int]:
+        return (self.dcount, self.dhash)
+
+    def pending_retransmits(self) -> int:
+        return 0 if not self.pending else sum(len(p) for p in self.pending.values())
+
+    def _learn(self, now: int, notice: Notice, via: int | None, out: list[Effect]) -> bool:
+        if isinstance(notice, Admin):
+            return self._learn_admin(now, notice, via, out)
+        key = notice_key(notice)
+        tm = self.layout.timing[self.path[0]]
+        failure = type(notice) is Failure
+        if failure and notice.detected_at_ns + tm.ttl <= now:  # type: ignore[union-attr]
+            return False  # aged out (a late retransmit or a pull from a node yet to compact)
+        known = self.known
+        if known is None:
+            known = self.known = {}
+        about = known.get(notice.node)
+        if about is None:
+            known[notice.node] = (notice,)
+        else:
+            for n in about:
+                if notice_key(n) == key:
+                    return False
+            known[notice.node] = (*about, notice)
+        self.dcount += 1
+        self.dhash ^= mix_key(key)
+        if failure:
+            if self.expiry is None:
+                self.expiry = []
+            entry = (notice.detected_at_ns + tm.ttl, notice.node)  # type: ignore[union-attr]
+            heapq.heappush(self.expiry, entry)
+            if self.expiry[0] is entry:
+                out.append(SetTimer(_COMPACT_KEY, entry[0]))
+        if self.dcount > tm.max_notices and len(known) > 1:
+            # compaction: forget the node we first heard about (dict order = learning order)
+            oldest = next(iter(known))
+            for n in known.pop(oldest):
+                self.dcount -= 1
+                self.dhash ^= mix_key(notice_key(n))
+        out.append(Emit(NoticeLearned(notice, via)))
+        if type(notice) is Failure and notice.node == self.rank and notice.incarnation == self.inc:
+            self._refute(out)
+        return True
+
+    def _known_about(self, node: int) -> tuple[int, int]:
+        """(highest incarnation declared failed, highest incarnation announced alive) of ``node``
+        among the notices we hold (0 = none)."""
+        failed = alive = 0
+        if self.known is not None:
+            for n in self.known.get(node, ()):
+                if type(n) is Failure:
+                    failed = max(failed, n.incarnation)
+                else:
+                    alive = max(alive, n.incarnation)
+        return failed, alive
+
+    def _compact(self, now: int, out: list[Effect]) -> None:
+        """Forget every notice about a node once its newest failure notice is ``notice_ttl_ms``
+        old (by the detector's ``detected_at_ns``, so every node drops the same notices at about
+        the same instant and digests stay equal). Its alive notices go with it: they only mean
+        something next to a failure."""
+        expiry = self.expiry
+        known = self.known
+        if expiry is None or known is None:
+            return
+        ttl = self.layout.timing[self.path[0]].ttl
+        while expiry and expiry[0][0] <= now:
+            _, node = heapq.heappop(expiry)
+            about = known.get(node)
+            if about is None:
+                continue
+            newest = max((n.detected_at_ns for n in about if type(n) is Failure), default=None)
+            if newest is not None and newest + ttl > now:
+                continue  # a newer failure of this node keeps the record (its own entry waits)
+            del known[node]
+            for n in about:
+                self.dcount -= 1
+                self.dhash ^= mix_key(notice_key(n))
+        if expiry:
+            out.append(SetTimer(_COMPACT_KEY, expiry[0][0]))
+        else:
+            self.expiry = None
+
+    def _forward(
+        self, now: int, notices: tuple[Notice, ...], via_level: int, src: int, out: list[Effect]
+    ) -> None:
+        """Send new ``notices`` on along tree edges (never back to ``src``'s group but as hub)."""
+        via = self.path[via_level] if via_level >= 0 else -1
+        excluded = {n.node for n in notices if type(n) is Failure}
+        excluded.add(src)
+        for lvl, gs in enumerate(self.states):
+            if gs is None:
+                continue
+            if gs.role == LEADER:
+                for dst in self._members(gs):
+                    if dst not in excluded:
+                        self._rsend(now, dst, gs.gi if lvl != via_level else via, notices, out)
+            elif lvl != via_level and gs.leader >= 0 and gs.leader not in excluded:
+                self._rsend(now, gs.leader, gs.gi, notices, out)
+            elif lvl != via_level and gs.leader < 0:
+                # hand them to whoever this group elects next (digest repair is the fallback)
+                if gs.backlog is None:
+                    gs.backlog = []
+                if len(gs.backlog) < MAX_BACKLOG:
+                    gs.backlog.extend(notices)
+
+    def _flush_backlog(self, now: int, gs: GroupState, out: list[Effect]) -> None:
+        backlog = gs.backlog
+        if not backlog:
+            return
+        gs.backlog = None
+        for i in range(0, len(backlog), MAX_NOTICES_PER_MESSAGE):
+            batch = tuple(backlog[i : i + MAX_NOTICES_PER_MESSAGE])
+            if gs.role == LEADER:
+                for dst in self._members(gs):
+                    self._rsend(now, dst, gs.gi, batch, out)
+            elif gs.leader >= 0:
+                self._rsend(now, gs.leader, gs.gi, batch, out)
+
+    def _rsend(
+        self, now: int, dst: int, via: int, notices: tuple[Notice, ...], out: list[Effect]
+    ) -> None:
+        self.seq += 1
+        msg = Notices(via, self.seq, notices)
+        out.append(Send(dst, msg))
+        tm = self.layout.timing[via] if via >= 0 else self.layout.timing[self.path[0]]
+        if tm.retransmit_max <= 0:
+            return
+        pending = self.pending
+        if pending is None:
+            pending = self.pending = {}
+        queue = pending.get(dst)
+        due = now + tm.retransmit
+        if queue is None:
+            queue = pending[dst] = {}
+            out.append(SetTimer(("r", dst), due))
+        elif len(queue) >= tm.max_pending:
+            del queue[next(iter(queue))]  # the oldest now waits for digest repair
+        queue[self.seq] = [msg, 0, due, tm.retransmit, tm.retransmit_max]
+
+    def _retransmit(self, now: int, dst: int, out: list[Effect]) -> None:
+        pending = self.pending
+        queue = None if pending is None else pending.get(dst)
+        if queue is None or pending is None:
+            return
+        nxt = None
+        for seq in list(queue):
+            entry = queue[seq]
+            if entry[2] <= now:
+                entry[1] += 1
+                if entry[1] > entry[4]:
+                    del queue[seq]
+                    continue
+                out.append(Send(dst, entry[0]))
+                entry[2] = now + retransmit_delay(entry[3], entry[1])
+            if nxt is None or entry[2] < nxt:
+                nxt = entry[2]
+        if nxt is None:
+            del pending[dst]
+        else:
+            out.append(SetTimer(("r", dst), nxt))
+
+    def _on_notices(self, now: int, src: int, msg: Notices, out: list[Effect]) -> None:
+        if msg.seq > 0:
+            out.append(Send(src, NoticesAck(msg.seq)))
+        via_level = -1
+        for lvl, gs in enumerate(self.states):
+            if gs is not None and gs.gi == msg.via:
+                via_level = lvl
+        fresh = tuple(n for n in msg.notices if self._learn(now, n, msg.via, out))
+        if fresh:
+            if self.pending is not None:
+                for n in fresh:
+                    if type(n) is Failure:
+                        self.pending.pop(n.node, None)
+            self._forward(now, fresh, via_level, src, out)
+
+    def _on_notices_ack(self, now: int, src: int, msg: NoticesAck, out: list[Effect]) -> None:
+        pending = self.pending
+        if pending is None:
+            return
+        queue = pending.get(src)
+        if queue is not None:
+            queue.pop(msg.seq, None)
+            if not queue:
+                del pending[src]
+
+    def _on_pull(self, now: int, src: int, msg: Pull, out: list[Effect]) -> None:
+        batch: list[Notice] = []
+        sent = 0
+        for notice in self.known_notices():
+            batch.append(notice)
+            if len(batch) == MAX_NOTICES_PER_MESSAGE:
+                out.append(Send(src, Notices(msg.group, 0, tuple(batch))))
+                batch = []
+                sent += 1
+                if sent >= MAX_PULL_BATCHES:
+                    return
+        if batch:
+            out.append(Send(src, Notices(msg.group, 0, tuple(batch))))

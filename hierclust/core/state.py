@@ -1,0 +1,568 @@
+"""What one node holds, the queries on it, and the helpers every concern of the protocol uses.
+
+Theory of operation
+-------------------
+Per group it sits in, a node keeps a :class:`GroupState`. The tables a leader needs (per slot:
+last heard, lease echo, status, incarnation) exist only while it leads, so a plain leaf member
+costs one small object. :class:`NodeState` holds the node-wide fields (incarnation, the notices
+it knows, the admin table, pending retransmits, persisted votes) and answers the read-only
+queries of drivers, checkers and reports (leader, term, lease, quorum, primary component,
+fencing token). :class:`PersistentState` is what must survive a restart.
+
+This module handles no message and no timer: the concerns (``heartbeats``, ``detection``,
+``elections``, ``slots``, ``flood``, ``modes``) do, as mixins over :class:`NodeState`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Final
+
+from hierclust.core.layout import Layout, layout_of
+from hierclust.core.messages import FLAG_LEASE, FLAG_PRIMARY, Ack, Ping
+from hierclust.core.types import (
+    ACTIVE,
+    Admin,
+    Alive,
+    Effect,
+    Emit,
+    Failure,
+    Notice,
+    Persist,
+    QuorumChanged,
+    Send,
+    ViewChanged,
+)
+from hierclust.topology.model import Topology
+from hierclust.tuning import Tuning
+
+FOLLOWER: Final = 0
+PRECANDIDATE: Final = 1
+CANDIDATE: Final = 2
+LEADER: Final = 3
+
+# slot status, leader side
+ALIVE: Final = 0
+SUSPECT: Final = 1
+FAILED: Final = 2
+PENDING: Final = 3
+EMPTY: Final = 4
+
+NEVER: Final = -(1 << 62)
+UNHEARD: Final = 1 << 62
+"""``vote_floor`` of an amnesiac node that has not yet heard a term of the group: no votes."""
+ABSTAIN: Final = -2
+"""``voted_for`` when we know a term but not whether our slot already voted in it."""
+NO_INTS: list[int] = []
+"""The shared empty table of a group this node does not lead (never written to)."""
+NO_BYTES = bytearray()
+
+
+def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Any, ...]:
+    """The slot setters of a frozen, slotted dataclass whose fields are exactly ``names`` and
+    that has no ``__post_init__`` (checked at import: a changed class fails loudly here rather
+    than leave a field unset in the fast constructors below)."""
+    found = tuple(f.name for f in fields(cls))
+    if found != names or hasattr(cls, "__post_init__"):
+        raise RuntimeError(f"{cls.__name__} changed ({found}): update its fast constructor")
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+# Fast constructors for the objects built per heartbeat: the very objects ``Send(...)`` and
+# ``Ping(...)`` return (same class, same field values), but built by setting the slots directly;
+# a frozen dataclass's ``__init__`` goes through ``object.__setattr__`` per field and takes
+# about twice as long. Every datagram is a Send, and every heartbeat Ack is answered by a Ping.
+_new = object.__new__
+_SEND_DST, _SEND_MSG = _slot_setters(Send, ("dst", "msg"))
+_PING_GROUP, _PING_TERM, _PING_SLOT, _PING_INC, _PING_ECHO, _PING_DCOUNT, _PING_DHASH = (
+    _slot_setters(Ping, ("group", "term", "slot", "inc", "echo", "digest_count", "digest_hash"))
+)
+
+
+def new_send(dst: int, msg: Any) -> Send:
+    """``Send(dst, msg)``, fast (see above)."""
+    effect: Send = _new(Send)
+    _SEND_DST(effect, dst)
+    _SEND_MSG(effect, msg)
+    return effect
+
+
+def new_ping(
+    group: int, term: int, slot: int, inc: int, echo: int, dcount: int, dhash: int
+) -> Ping:
+    """``Ping(group, term, slot, inc, echo, dcount, dhash)``, fast (see above)."""
+    msg: Ping = _new(Ping)
+    _PING_GROUP(msg, group)
+    _PING_TERM(msg, term)
+    _PING_SLOT(msg, slot)
+    _PING_INC(msg, inc)
+    _PING_ECHO(msg, echo)
+    _PING_DCOUNT(msg, dcount)
+    _PING_DHASH(msg, dhash)
+    return msg
+
+
+@dataclass(frozen=True, slots=True)
+class PersistentState:
+    """What must survive a restart: the incarnation and, per group, ``(group, term, voted_for)``
+    (``voted_for`` -1 = no vote in that term)."""
+
+    incarnation: int
+    votes: tuple[tuple[int, int, int], ...] = ()
+
+
+def hear_term(gs: GroupState, term: int) -> None:
+    """An amnesiac node heard a term of the group: it may vote again, in later terms."""
+    if gs.vote_floor == UNHEARD:
+        gs.vote_floor = term
+
+
+def member_quorate(gs: GroupState, now: int) -> bool:
+    """A member's belief that its group is quorate: its leader's acks report a lease, and the
+    reported lease has not been over for a heartbeat without renewal."""
+    return gs.quorate and now < gs.quorate_until + gs.tm.heartbeat
+
+
+def lease_urgency(gs: GroupState) -> int:
+    """How long before its lease lapses a leader asks lagging members for an immediate echo."""
+    return min(gs.tm.heartbeat, gs.tm.lease) // 2
+
+
+class GroupState:
+    """This node's state in one group it sits in."""
+
+    # (the fields of the heartbeat paths first, together: fewer cache lines per message)
+    __slots__ = (
+        "gi",
+        "role",
+        "term",
+        "leader",
+        "myslot",
+        "leaf",
+        "first",
+        "size",
+        "tm",
+        "heard_ns",
+        "block_until",
+        "heard_from",
+        "stamp",
+        "view_id",
+        "up",
+        "up_term",
+        "leader_inc",
+        "primary",
+        "quorate",
+        "quorate_until",
+        "hint",
+        "mismatch",
+        "vote_floor",
+        "key_tick",
+        "bcast",
+        "lease_until",
+        "status",
+        "last",
+        "echo",
+        "incs",
+        "holders",
+        "level",
+        "quorum",
+        "tie",
+        "voted_for",
+        "hint_until",
+        "prev_leader",
+        "prev_heard",
+        "prev_inc",
+        "cand_start",
+        "grants",
+        "tie_granted",
+        "tie_asked",
+        "cand_armed",
+        "key_cand",
+        "key_lease",
+        "since",
+        "child_terms",
+        "lease_reported",
+        "tie_echo",
+        "backlog",
+        "doubts",
+    )
+
+    def __init__(self, layout: Layout, gi: int, level: int, myslot: int) -> None:
+        self.gi = gi
+        self.level = level
+        self.leaf = layout.leaf[gi]
+        self.first = layout.first[gi]
+        self.size = layout.size[gi]
+        self.quorum = layout.quorum[gi]
+        self.tie = layout.tie[gi]
+        self.tm = layout.timing[gi]
+        self.myslot = myslot
+        self.term = 0
+        self.voted_for = -1
+        self.leader = -1
+        self.leader_inc = 0
+        self.heard_ns = NEVER
+        self.heard_from = -1
+        self.block_until = NEVER
+        self.hint = -1
+        self.hint_until = NEVER
+        self.stamp = 0
+        self.view_id = 0
+        self.up = -1
+        self.up_term = 0
+        self.quorate = False
+        self.quorate_until = NEVER
+        self.primary = False
+        self.prev_leader = -1
+        self.prev_heard = NEVER
+        self.prev_inc = 0
+        self.role = FOLLOWER
+        self.cand_start = 0
+        self.grants = 0
+        self.tie_granted = False
+        self.tie_asked = False
+        self.cand_armed = False
+        self.mismatch = 0
+        self.key_tick, self.key_cand, self.key_lease = layout.keys[gi]
+        # roster knowledge (tier >= 1 groups); leader tables (only while leading)
+        self.holders: list[int] = NO_INTS
+        self.last: list[int] = NO_INTS
+        self.echo: list[int] = NO_INTS
+        self.status: bytearray = NO_BYTES
+        self.incs: list[int] = NO_INTS
+        self.since: list[int] = NO_INTS
+        self.child_terms: list[int] = NO_INTS
+        self.lease_until = NEVER
+        self.lease_reported = NEVER
+        self.tie_echo = 0
+        self.backlog: list[Notice] | None = None  # notices for a leader not known yet
+        # tier >= 1 leader: former slot holders being probed before they are declared (node -> inc)
+        self.doubts: dict[int, int] | None = None
+        # votes are refused in terms <= this (only an amnesiac node sets it; see Node.amnesiac)
+        self.vote_floor = NEVER
+        self.bcast = 0  # leader: stamp of its last heartbeat Ack to all members
+
+
+class NodeState:
+    """The fields of one node and the queries on them; the protocol's concerns are mixins over
+    it, composed into :class:`hierclust.core.node.Node`."""
+
+    # (hot fields first: the simulator touches 100,000s of nodes in random order)
+    __slots__ = (
+        "leaf_gs",
+        "inc",
+        "dcount",
+        "dhash",
+        "rank",
+        "states",
+        "health",
+        "rng",
+        "layout",
+        "path",
+        "known",
+        "pending",
+        "seq",
+        "votes",
+        "amnesiac",
+        "expiry",
+        "refuted_at",
+        "admin",
+        "admin_seq",
+        "mode",
+    )
+
+    def __init__(
+        self,
+        topology: Topology,
+        rank: int,
+        *,
+        rng: random.Random,
+        incarnation: int = 1,
+        persisted: PersistentState | None = None,
+        tuning: Tuning | None = None,
+        amnesiac: bool = False,
+    ) -> None:
+        """``amnesiac``: this node lost its durable state (not a first boot): it may have voted
+        in terms it no longer knows of. In every group it then grants no vote until it has heard
+        a term of that group (an Ack, a vote request or answer, a roster) and afterwards only in
+        later terms, on top of the election timeout every start waits."""
+        self.layout = layout_of(topology, tuning)
+        self.amnesiac = amnesiac
+        self.rank = rank
+        self.rng = rng
+        self.path = self.layout.path(rank)
+        self.states: list[GroupState | None] = [None] * len(self.path)
+        # states[0] once started (the leaf group is never left; None: not started yet), one
+        # indirection less for the hot paths: most messages and timers are about the leaf group
+        self.leaf_gs: GroupState | None = None
+        # notices by the node they are about (few per node), so a leader can look up what is
+        # known about a member's incarnations
+        self.known: dict[int, tuple[Failure | Alive, ...]] | None = None
+        self.dcount = 0
+        self.dhash = 0
+        self.pending: dict[int, dict[int, list[Any]]] | None = None
+        self.seq = 0
+        self.health = 0
+        self.votes: dict[int, tuple[int, int]] | None = None
+        # (when the newest failure notice about a node ages out, node): a heap, for compaction
+        self.expiry: list[tuple[int, int]] | None = None
+        self.refuted_at = NEVER  # when an ack last made us take a new incarnation
+        # admin notices by notice_key; the newest covering a rank gives its mode
+        self.admin: dict[int, Admin] | None = None
+        self.admin_seq = 0
+        self.mode = ACTIVE  # our own admin mode
+        self.inc = incarnation
+        if persisted is not None:
+            self.inc = max(incarnation, persisted.incarnation + 1)
+            if persisted.votes:
+                self.votes = {g: (t, v) for g, t, v in persisted.votes}
+
+    @property
+    def incarnation(self) -> int:
+        return self.inc
+
+    def groups(self) -> tuple[int, ...]:
+        """Groups this node currently sits in, leaf first."""
+        return tuple(gs.gi for gs in self.states if gs is not None)
+
+    def leader_of(self, group: int) -> int | None:
+        gs = self._gs(group)
+        return None if gs is None or gs.leader < 0 else gs.leader
+
+    def term(self, group: int) -> int:
+        gs = self._gs(group)
+        if gs is not None:
+            return gs.term
+        if self.votes and group in self.votes:
+            return self.votes[group][0]
+        return 0
+
+    def voted_for(self, group: int) -> int | None:
+        gs = self._gs(group)
+        v = gs.voted_for if gs is not None else -1
+        return None if v < 0 else v
+
+    def slot_holders(self, group: int) -> tuple[int, ...]:
+        """Tier >= 1 group: who holds each slot as this node knows it (-1 = empty/pending)."""
+        gs = self._gs(group)
+        return () if gs is None or gs.leaf else tuple(gs.holders)
+
+    def is_leader(self, group: int) -> bool:
+        gs = self._gs(group)
+        return gs is not None and gs.role == LEADER
+
+    def lease_valid(self, group: int, now: int) -> bool:
+        gs = self._gs(group)
+        return gs is not None and gs.role == LEADER and now < gs.lease_until
+
+    def lease_until(self, group: int) -> int | None:
+        gs = self._gs(group)
+        return gs.lease_until if gs is not None and gs.role == LEADER else None
+
+    def quorate(self, group: int, now: int) -> bool:
+        """Leader: holds its lease (exact). Member: follows a leader whose acks report a lease;
+        this belief ends when the leader is lost, an ack reports no lease, or the reported lease
+        ran out a heartbeat ago without renewal, so it may outlive the leader's lease by up to
+        a heartbeat plus latency. Safety checks should use leaders' leases."""
+        gs = self._gs(group)
+        if gs is None:
+            return False
+        if gs.role == LEADER:
+            return now < gs.lease_until
+        return member_quorate(gs, now)
+
+    def in_primary(self, now: int) -> bool:
+        """Every group on this node's path up to the root is quorate (primary component)."""
+        return self._primary(now)
+
+    def fencing_token(self, group: int, now: int) -> tuple[int, int, int] | None:
+        """``(tier, group, term)`` while this node leads ``group`` with a valid lease."""
+        if not self.lease_valid(group, now):
+            return None
+        return (self.layout.tier[group], group, self.term(group))
+
+    def view_id(self, group: int) -> int:
+        gs = self._gs(group)
+        return 0 if gs is None else gs.view_id
+
+    def persistent_state(self) -> PersistentState:
+        votes = (
+            () if not self.votes else tuple((g, t, v) for g, (t, v) in sorted(self.votes.items()))
+        )
+        return PersistentState(self.inc, votes)
+
+    def _gs(self, gi: int) -> GroupState | None:
+        gs = self.leaf_gs
+        if gs is not None and gs.gi == gi:
+            return gs  # the leaf group: most messages are about it
+        for gs in self.states:
+            if gs is not None and gs.gi == gi:
+                return gs
+        return None
+
+    def _new_state(self, level: int) -> GroupState:
+        gi = self.path[level]
+        myslot = (
+            self.rank - self.layout.first[gi]
+            if level == 0
+            else self.layout.slot_in_parent[self.path[level - 1]]
+        )
+        gs = GroupState(self.layout, gi, level, myslot)
+        if self.votes is not None and gi in self.votes:
+            gs.term, gs.voted_for = self.votes[gi]
+        if self.amnesiac:
+            gs.vote_floor = UNHEARD
+        if not gs.leaf:
+            gs.holders = [-1] * gs.size
+            gs.holders[myslot] = self.rank
+        self.states[level] = gs
+        if level == 0:
+            self.leaf_gs = gs
+        return gs
+
+    def _persist(self, gs: GroupState | None, out: list[Effect]) -> None:
+        if gs is not None:
+            if self.votes is None:
+                self.votes = {}
+            self.votes[gs.gi] = (gs.term, gs.voted_for)
+        out.append(Persist(self.persistent_state()))
+
+    def _voters(self, gs: GroupState) -> list[int]:
+        """Everyone to ask for a vote: members of a leaf group; known holders (or the first rank
+        of the child, the usual leader) for a tier >= 1 group."""
+        me = self.rank
+        if gs.leaf:
+            return [r for r in range(gs.first, gs.first + gs.size) if r != me]
+        firsts = self.layout.child_first[gs.gi]
+        found: list[int] = []
+        for s in range(gs.size):
+            h = gs.holders[s]
+            dst = h if h >= 0 else firsts[s]
+            if dst != me and dst not in found:
+                found.append(dst)
+        return found
+
+    def _members(self, gs: GroupState) -> list[int]:
+        """Live members as the leader sees them (not itself)."""
+        me = self.rank
+        status = gs.status
+        if gs.leaf:
+            first = gs.first
+            return [first + s for s in range(gs.size) if status[s] != FAILED and first + s != me]
+        return [
+            h
+            for s, h in enumerate(gs.holders)
+            if h >= 0 and h != me and status[s] in (ALIVE, SUSPECT, PENDING)
+        ]
+
+    def _primary(self, now: int) -> bool:
+        top = None
+        for gs in self.states:
+            if gs is None:
+                continue
+            top = gs
+            if gs.role == LEADER and not now < gs.lease_until:
+                return False
+        if top is None:
+            return False
+        if top.role == LEADER:
+            return now < top.lease_until
+        return member_quorate(top, now) and top.primary
+
+    def _up_of(self, gs: GroupState) -> tuple[int, int]:
+        lvl = gs.level + 1
+        if lvl < len(self.states):
+            up = self.states[lvl]
+            if up is not None:
+                return up.leader, up.term
+        return -1, 0
+
+    def _ack(self, now: int, gs: GroupState, flags: int) -> Ack:
+        left = 0
+        if now < gs.lease_until:
+            flags |= FLAG_LEASE
+            left = gs.lease_until - now
+            if self._primary(now):
+                flags |= FLAG_PRIMARY
+        return Ack(
+            gs.gi,
+            gs.term,
+            self.inc,
+            now,
+            gs.view_id,
+            flags,
+            left,
+            *self._up_of(gs),
+            self.dcount,
+            self.dhash,
+        )
+
+    def _ping(self, gs: GroupState) -> Ping:
+        return Ping(gs.gi, gs.term, gs.myslot, self.inc, gs.stamp, self.dcount, self.dhash)
+
+    def _set_quorate(self, gs: GroupState, value: bool, out: list[Effect]) -> None:
+        if gs.quorate != value:
+            gs.quorate = value
+            out.append(Emit(QuorumChanged(gs.gi, value)))
+
+    def _bump_view(self, gs: GroupState, out: list[Effect]) -> None:
+        gs.view_id += 1
+        out.append(Emit(ViewChanged(gs.gi, gs.view_id)))
+
+    def _refute(self, out: list[Effect]) -> None:
+        """We were declared failed while alive: come back as a new incarnation."""
+        self.inc += 1
+        out.append(Persist(self.persistent_state()))
+
+    if TYPE_CHECKING:
+        # Calls from one concern into another, by the module that defines them (the composed
+        # Node has them all; declaring them here lets each mixin be type-checked on its own).
+        # elections.py
+        def _adopt_term(
+            self, now: int, gs: GroupState, term: int, out: list[Effect], *, may_vote: bool = False
+        ) -> None: ...
+        def _arm_candidacy(
+            self, now: int, gs: GroupState, out: list[Effect], extra: int = 0
+        ) -> None: ...
+        def _confirmed_leader(self, now: int, gs: GroupState) -> int: ...
+        def _contact(self, gs: GroupState, dst: int, out: list[Effect]) -> None: ...
+        def _lose_leader(self, now: int, gs: GroupState, out: list[Effect]) -> None: ...
+        def _resign_all(self, now: int, out: list[Effect]) -> bool: ...
+        def _step_down(
+            self, now: int, gs: GroupState, out: list[Effect], retry_ns: int | None = None
+        ) -> None: ...
+        def _adopt_hint(
+            self, now: int, gs: GroupState, leader: int, term: int, out: list[Effect]
+        ) -> None: ...
+        # detection.py
+        def _declare(
+            self, now: int, gs: GroupState, node: int, inc: int, out: list[Effect]
+        ) -> None: ...
+        def _scan(self, now: int, gs: GroupState, out: list[Effect]) -> None: ...
+        # flood.py
+        def _flush_backlog(self, now: int, gs: GroupState, out: list[Effect]) -> None: ...
+        def _forward(
+            self, now: int, notices: tuple[Notice, ...], via_level: int, src: int, out: list[Effect]
+        ) -> None: ...
+        def _known_about(self, node: int) -> tuple[int, int]: ...
+        def _learn(self, now: int, notice: Notice, via: int | None, out: list[Effect]) -> bool: ...
+        # slots.py
+        def _locate(self, gs: GroupState, out: list[Effect], *, unknown_only: bool) -> None: ...
+        def _take_slot(
+            self, now: int, gs: GroupState, s: int, node: int, out: list[Effect]
+        ) -> None: ...
+        def _send_roster(self, gs: GroupState, out: list[Effect]) -> None: ...
+        def _child_term(self, gs: GroupState) -> int: ...
+        def _join(self, now: int, level: int, out: list[Effect]) -> None: ...
+        def _leave(self, now: int, level: int, out: list[Effect]) -> None: ...
+        # modes.py
+        def admin_mode(self, rank: int) -> int: ...
+        def _learn_admin(
+            self, now: int, notice: Admin, via: int | None, out: list[Effect]
+        ) -> bool: ...
+        # heartbeats.py
+        def _heartbeat(self, now: int, gs: GroupState, out: list[Effect]) -> None: ...
+        def _leader_tick(
+            self, now: int, gs: GroupState, out: list[Effect], *, heartbeat: bool = True
+        ) -> None: ...
