@@ -23,9 +23,9 @@ def test_validate_json_reports_mpp_1k() -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["nodes"] == 1024
-    assert report["depth"] == 3 and report["tiers"] == [64, 4, 1]
-    assert report["groups"] == 69
-    assert isinstance(report["warnings"], list)
+    assert report["depth"] == 3 and report["tiers"] == [70, 6, 1]
+    assert report["groups"] == 77
+    assert report["warnings"] == []  # odd groups, and a witness on the even root
 
 
 def test_broken_file_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None:
@@ -79,8 +79,8 @@ def test_show_json_folds_children_and_draws_png(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     tree = json.loads(result.stdout)["tree"]
-    assert len(tree["children"]) == 3 and tree["children_hidden"] == 1
-    assert tree["children"][0]["children_hidden"] == 13
+    assert len(tree["children"]) == 3 and tree["children_hidden"] == 3
+    assert tree["children"][0]["children_hidden"] == 10
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

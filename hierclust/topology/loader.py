@@ -29,7 +29,9 @@ _GROUP_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _TOP_KEYS = {"cluster", "defaults", "tiers", "addresses", "group", "node"}
 _CLUSTER_KEYS = {"name", "secret_file"}
 _ADDRESS_KEYS = {"host", "base_port", "hosts"}
-_GROUP_KEYS = {"parent", "nodes", "fanout", "tiebreaker", "tuning"}
+_GROUP_KEYS = {"parent", "nodes", "fanout", "sizes", "tiebreaker", "tuning"}
+SIZES = ("balanced", "odd")
+"""How a generated subtree cuts its nodes into groups (``sizes =``; see :func:`chunk_spans`)."""
 _NODE_KEYS = {"host", "port"}
 _TIEBREAKER_KEYS = {"kind", "address", "path"}
 
@@ -140,6 +142,7 @@ class _Spec:
     fanout: int | None
     tiebreaker: TieBreaker | None
     tuning: dict[str, Any]
+    odd: bool = False
     children: list[str] = field(default_factory=list)
 
 
@@ -259,11 +262,19 @@ class _Builder:
                 if pieces is None:
                     raise self.error(f"{key}.fanout", "fanout needs nodes = ... in the same group")
                 fanout = _int(self.source, f"{key}.fanout", table["fanout"], 2, MAX_GROUP_SIZE)
+            odd = False
+            if "sizes" in table:
+                if fanout is None:
+                    raise self.error(f"{key}.sizes", "sizes needs nodes = ... and fanout = ...")
+                sizes = table["sizes"]
+                if sizes not in SIZES:
+                    raise self.error(f"{key}.sizes", f'expected "balanced" or "odd", got {sizes!r}')
+                odd = sizes == "odd"
             tiebreaker = None
             if "tiebreaker" in table:
                 tiebreaker = self._tiebreaker(f"{key}.tiebreaker", table["tiebreaker"])
             tuning = _table(self.source, f"{key}.tuning", table.get("tuning", {}), None)
-            specs[gname] = _Spec(gname, parent, pieces, fanout, tiebreaker, tuning)
+            specs[gname] = _Spec(gname, parent, pieces, fanout, tiebreaker, tuning, odd)
         for spec in specs.values():
             if spec.parent is None:
                 continue
@@ -366,9 +377,9 @@ class _Builder:
         assert spec.pieces is not None
         first, end = self.names.extend(spec.pieces)
         fanout = spec.fanout or MAX_GROUP_SIZE
-        # Level 0: balanced chunks of consecutive ranks; each level above groups the one below,
-        # until one level fits under the explicit group itself.
-        spans = _balanced(first, end, fanout)
+        # Level 0: chunks of consecutive ranks; each level above groups the one below, until one
+        # level fits under the explicit group itself.
+        spans = chunk_spans(first, end, fanout, odd=spec.odd)
         level: list[_Draft] = []
         tier = 0
         while len(spans) > 1:
@@ -398,7 +409,7 @@ class _Builder:
                 generated.append(draft)
                 self.drafts[gname] = draft
             level = generated
-            spans = _balanced(0, len(level), fanout)
+            spans = chunk_spans(0, len(level), fanout, odd=spec.odd)
             tier += 1
         for draft in level:
             draft.parent = spec.name
@@ -563,21 +574,41 @@ class _Builder:
         return [
             f"{len(even)} group(s) have an even number of votes and no tie-breaker ({examples}): "
             "an even split leaves both halves without quorum; add tiebreaker = "
-            '{kind = "witness", address = "HOST:PORT"} or make the group odd-sized'
+            '{kind = "witness", address = "HOST:PORT"} or make the group odd-sized '
+            '(sizes = "odd" next to fanout does that for generated groups)'
         ]
 
 
-def _balanced(first: int, end: int, fanout: int) -> list[tuple[int, int]]:
-    """Split ``[first, end)`` into the fewest chunks of at most ``fanout``, sizes within one."""
+def chunk_spans(first: int, end: int, fanout: int, *, odd: bool = False) -> list[tuple[int, int]]:
+    """Cut ``[first, end)`` into consecutive chunks of at most ``fanout``.
+
+    Balanced (the default): the fewest chunks, sizes within one of each other. ``odd``: every
+    chunk odd-sized and at least 3, sizes within two of each other, with as few chunks as that
+    allows. An odd group tolerates as many failures as the even group one larger and no split
+    leaves both of its halves without quorum. Odd sizes are impossible for 2 or 4 items (kept
+    whole or balanced), and a count that fits in one chunk stays one chunk, so with an even
+    number of nodes the top group of the subtree is the one even group.
+    """
     count = end - first
+    if odd and count > fanout:
+        widest = fanout if fanout % 2 else fanout - 1
+        chunks = -(-count // widest)
+        if (count - chunks) % 2:
+            chunks += 1  # odd sizes add up to ``count`` only in a count of the same parity
+        if 3 * chunks <= count:
+            half, extra = divmod((count - chunks) // 2, chunks)
+            return _spans(first, [2 * (half + (1 if i < extra else 0)) + 1 for i in range(chunks)])
     chunks = max(1, -(-count // fanout))
     size, extra = divmod(count, chunks)
+    return _spans(first, [size + (1 if i < extra else 0) for i in range(chunks)])
+
+
+def _spans(first: int, sizes: list[int]) -> list[tuple[int, int]]:
     spans = []
     lo = first
-    for i in range(chunks):
-        hi = lo + size + (1 if i < extra else 0)
-        spans.append((lo, hi))
-        lo = hi
+    for size in sizes:
+        spans.append((lo, lo + size))
+        lo += size
     return spans
 
 

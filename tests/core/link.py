@@ -38,7 +38,8 @@ MS = 1_000_000
 
 
 def topo(nodes: int, fanout: int) -> Topology:
-    return from_dict(generate_document(nodes, fanout))
+    """Balanced groups of ``fanout`` (the layout these transcripts were written for)."""
+    return from_dict(generate_document(nodes, fanout, sizes="balanced"))
 
 
 def topo_toml(text: str) -> Topology:

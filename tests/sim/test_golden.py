@@ -8,6 +8,9 @@ them in the same commit, and says why:
     HIERCLUST_UPDATE_GOLDEN=1 .venv/bin/pytest tests/sim/test_golden.py
 
 The fuzz seeds are the 200 schedules that ``make test`` ran when the digests were first taken.
+The first ten simulator runs use balanced generated groups (the generator's only layout when the
+digests were first taken); the last two use the default, odd-sized groups with a witness on an
+even top group.
 """
 
 from __future__ import annotations
@@ -30,18 +33,21 @@ GOLDEN = Path(__file__).with_name("golden.json")
 UPDATE = os.environ.get("HIERCLUST_UPDATE_GOLDEN") == "1"
 REPO = Path(__file__).resolve().parents[2]
 
-# (name, topology: node count or a file under topologies/, fan-out, kill, seed, loss, planned)
-SIM_RUNS: list[tuple[str, int | str, int, str, int, float, bool]] = [
-    ("n100-leaf", 100, 8, "leaf", 1, 0.0, False),
-    ("n100-leader", 100, 8, "leader", 2, 0.0, False),
-    ("n300-root", 300, 16, "root-leader", 3, 0.0, False),
-    ("n1000-leaf-loss5", 1000, 16, "leaf", 4, 0.05, False),
-    ("n1000-leader", 1000, 16, "leader", 5, 0.0, False),
-    ("n500-f5-leader-loss10", 500, 5, "leader", 6, 0.1, False),
-    ("n2000-root-loss2", 2000, 16, "root-leader", 7, 0.02, False),
-    ("n64-f4-leader-loss20", 64, 4, "leader", 8, 0.2, False),
-    ("seed-leaf", "seed.toml", 0, "leaf", 9, 0.0, False),
-    ("n1000-leader-planned", 1000, 16, "leader", 10, 0.0, True),
+# (name, topology: node count or a file under topologies/, fan-out, generated sizes, kill, seed,
+# loss, planned)
+SIM_RUNS: list[tuple[str, int | str, int, str, str, int, float, bool]] = [
+    ("n100-leaf", 100, 8, "balanced", "leaf", 1, 0.0, False),
+    ("n100-leader", 100, 8, "balanced", "leader", 2, 0.0, False),
+    ("n300-root", 300, 16, "balanced", "root-leader", 3, 0.0, False),
+    ("n1000-leaf-loss5", 1000, 16, "balanced", "leaf", 4, 0.05, False),
+    ("n1000-leader", 1000, 16, "balanced", "leader", 5, 0.0, False),
+    ("n500-f5-leader-loss10", 500, 5, "balanced", "leader", 6, 0.1, False),
+    ("n2000-root-loss2", 2000, 16, "balanced", "root-leader", 7, 0.02, False),
+    ("n64-f4-leader-loss20", 64, 4, "balanced", "leader", 8, 0.2, False),
+    ("seed-leaf", "seed.toml", 0, "", "leaf", 9, 0.0, False),
+    ("n1000-leader-planned", 1000, 16, "balanced", "leader", 10, 0.0, True),
+    ("odd-n1000-root-loss5", 1000, 16, "odd", "root-leader", 11, 0.05, False),
+    ("odd-n300-leader", 300, 8, "odd", "leader", 12, 0.0, False),
 ]
 
 
@@ -108,14 +114,14 @@ def _check(part: str, name: str, digest: str, recorded: dict[str, dict[str, str]
     )
 
 
-def test_golden_file_pins_ten_runs_and_200_fuzz_seeds() -> None:
+def test_golden_file_pins_every_run_and_200_fuzz_seeds() -> None:
     data = _golden()
     assert sorted(data["sim"]) == sorted(run[0] for run in SIM_RUNS)
     assert len(FUZZ_SEEDS) == len(set(FUZZ_SEEDS)) == 200
 
 
 @pytest.mark.parametrize(
-    ("name", "size", "fanout", "kill", "seed", "loss", "planned"),
+    ("name", "size", "fanout", "sizes", "kill", "seed", "loss", "planned"),
     SIM_RUNS,
     ids=[run[0] for run in SIM_RUNS],
 )
@@ -123,6 +129,7 @@ def test_sim_report_and_transcript_are_unchanged(
     name: str,
     size: int | str,
     fanout: int,
+    sizes: str,
     kill: str,
     seed: int,
     loss: float,
@@ -133,7 +140,8 @@ def test_sim_report_and_transcript_are_unchanged(
     if isinstance(size, str):
         topology = load(REPO / "topologies" / size)
     else:
-        topology = from_dict(generate_document(size, fanout), source=f"--nodes {size}")
+        document = generate_document(size, fanout, sizes=sizes)
+        topology = from_dict(document, source=f"--nodes {size}")
     report = run_kill(topology, KillPlan(kill=kill, seed=seed, loss=loss, planned=planned))
     assert report["notified"] == report["survivors"], report
     assert report["sim"]["violations"] == [], report["sim"]["violations"]

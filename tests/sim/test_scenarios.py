@@ -127,10 +127,21 @@ def test_even_split_is_decided_by_the_tiebreaker(kind: str) -> None:
 
 
 def test_even_split_without_tiebreaker_leaves_nobody_acting() -> None:
-    sim = booted(from_dict(generate_document(6, 8)))
+    sim = booted(from_dict(generate_document(6, 8, sizes="balanced")))  # no witness added
     sim.partition(Partition([(3, 6, 1)]))
     sim.run_until(sim.now + 4_000 * MS)
     assert not any(sim.nodes[r].lease_valid(0, sim.now) for r in range(6))
+    assert sim.checker.violations == []
+
+
+def test_generated_even_group_gets_a_witness_so_one_half_of_an_even_split_acts() -> None:
+    topology = from_dict(generate_document(6, 8))  # one group of 6: the generator adds a witness
+    assert topology.root.tiebreaker is not None and topology.root.tiebreaker.kind == "witness"
+    sim = booted(topology)
+    sim.partition(Partition([(3, 6, 1)]))
+    sim.run_until(sim.now + 4_000 * MS)
+    holders = [r for r in range(6) if sim.nodes[r].lease_valid(0, sim.now)]
+    assert len(holders) == 1
     assert sim.checker.violations == []
 
 

@@ -162,6 +162,16 @@ def test_even_group_without_tiebreaker_is_a_warning() -> None:
             "group",
             "over the limit of 8",
         ),
+        (
+            '[cluster]\nname="x"\n[group.r]\nnodes="cn[1-40]"\nfanout=8\nsizes="even"\n',
+            "group.r.sizes",
+            'expected "balanced" or "odd"',
+        ),
+        (
+            '[cluster]\nname="x"\n[group.r]\nnodes="cn[1-9]"\nsizes="odd"\n',
+            "group.r.sizes",
+            "needs",
+        ),
         ('[cluster]\nname="x"\n[group.r]\nnodes="cn[1-"\n', "group.r.nodes", "bad hostlist"),
         ('[cluster]\nname="x"\n[group.r]\nnodes="cn[01-100]"\n', "group.r.nodes", "padding"),
         ('[cluster]\nname="x"\n[group.r]\nnode="cn[1-3]"\n', "group.r.node", "unknown key"),
