@@ -262,13 +262,25 @@ class Flood(NodeState):
         for lvl, gs in enumerate(self.states):
             if gs is not None and gs.gi == msg.via:
                 via_level = lvl
-        fresh = tuple(n for n in msg.notices if self._learn(now, n, msg.via, out))
-        if fresh:
+        learned: list[Notice] = []
+        newer: list[Admin] = []
+        for n in msg.notices:
+            if self._learn(now, n, msg.via, out):
+                learned.append(n)
+            elif type(n) is Admin:
+                newer.extend(a for a in self._superseding(n) if a not in newer)
+        if learned:
+            fresh = tuple(learned)
             if self.pending is not None:
                 for n in fresh:
                     if type(n) is Failure:
                         self.pending.pop(n.node, None)
             self._forward(now, fresh, via_level, src, out)
+        if newer:
+            # The sender holds admin notices we dropped for newer ones: send it those. Digest
+            # counts do not tell which side is newer here (the newer notice may replace several
+            # older ones), so the side that pulls may be the one that knows more.
+            out.append(Send(src, Notices(msg.via, 0, tuple(newer[:MAX_NOTICES_PER_MESSAGE]))))
 
     def _on_notices_ack(self, now: int, src: int, msg: NoticesAck, out: list[Effect]) -> None:
         pending = self.pending

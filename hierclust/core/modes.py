@@ -65,12 +65,11 @@ class Modes(NodeState):
         key = notice_key(notice)
         if key in table:
             return False
+        if self._superseding(notice):
+            return False  # superseded before it got here
         lo = notice.node
         hi = lo + notice.count
         order = notice.order
-        for other in table.values():
-            if other.order > order and other.node <= lo and hi <= other.node + other.count:
-                return False  # superseded before it got here
         for k, other in list(table.items()):
             if other.order < order and lo <= other.node and other.node + other.count <= hi:
                 self._drop_admin(k)
@@ -90,6 +89,19 @@ class Modes(NodeState):
                     # hand over right after this step, once the notice has been forwarded
                     out.append(SetTimer(RESIGN_KEY, now))
         return True
+
+    def _superseding(self, notice: Admin) -> list[Admin]:
+        """The admin notices held here that are newer than ``notice`` and cover its whole range
+        (so ``notice`` was dropped for them, or will be)."""
+        if not self.admin:
+            return []
+        lo = notice.node
+        hi = lo + notice.count
+        return [
+            other
+            for other in self.admin.values()
+            if other.order > notice.order and other.node <= lo and hi <= other.node + other.count
+        ]
 
     def _drop_admin(self, key: int) -> None:
         if self.admin is not None and self.admin.pop(key, None) is not None:

@@ -22,7 +22,7 @@ from hierclust.sim.simulator import Simulator
 from hierclust.topology import from_dict, generate_document
 from tests.sim.test_scenarios import booted as booted_quiet
 
-T200 = from_dict(generate_document(200, 8))  # leaf groups of 8 (7 after balancing), 3 tiers
+T200 = from_dict(generate_document(200, 8))  # leaf groups of 7 or 5, 3 tiers, root of 6 + witness
 
 
 def booted(topology, seed: int = 1) -> Simulator:  # type: ignore[no-untyped-def]

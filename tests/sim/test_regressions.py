@@ -11,6 +11,7 @@ import random
 import pytest
 
 from hierclust.core.timeouts import MS
+from hierclust.core.types import Received
 from hierclust.sim.fuzz import run_schedule
 from hierclust.sim.scenario import lease_holder
 from hierclust.sim.simulator import Simulator
@@ -19,7 +20,8 @@ from tests.sim.test_scenarios import booted as booted_topology
 
 
 def booted(nodes: int, fanout: int, seed: int = 1) -> Simulator:
-    return booted_topology(from_dict(generate_document(nodes, fanout)), seed)
+    # balanced groups: the layout these seeds and scenarios were found on
+    return booted_topology(from_dict(generate_document(nodes, fanout, sizes="balanced")), seed)
 
 
 def accused(sim: Simulator, victim: int) -> list[int]:
@@ -135,3 +137,38 @@ def test_a_burst_of_refuting_acks_costs_one_incarnation() -> None:
     heartbeat = 200 * MS
     node.step(MS + heartbeat, Received(0, Ack(0, 1, 1, 2 * MS, 1, FLAG_REFUTE, 0, -1, 0, 0, 0)))
     assert node.incarnation == 3, "a refutation a heartbeat later is a new one"
+
+
+# seed -> what the nodes disagreed on. A leader and its members held different admin notices:
+# one side had the newest notice for a range, the other older notices it supersedes (more of
+# them, so a higher digest count). The side with the lower count never pulled, and a pull by the
+# other side only brought it notices it had dropped already. Now a node that receives an admin
+# notice it dropped for a newer one sends the newer one back.
+ADMIN_DISAGREEMENTS = {
+    1374: "3 nodes: a leader kept two old maintenance notices, its member the newer drain",
+    7947: "7 nodes: the leader had the newest maintenance notice, its members two older ones",
+}
+
+
+@pytest.mark.parametrize("seed", sorted(ADMIN_DISAGREEMENTS))
+def test_fuzz_seed_every_live_node_ends_with_the_newest_admin_notices(seed: int) -> None:
+    outcome = run_schedule(seed)
+    assert "live nodes disagree on admin modes" not in outcome.liveness, ADMIN_DISAGREEMENTS[seed]
+    assert outcome.ok, (outcome.faults, outcome.violations, outcome.liveness)
+
+
+def test_a_node_answers_a_superseded_admin_notice_with_the_newer_one() -> None:
+    from hierclust.core.messages import Notices
+    from hierclust.core.node import Node
+    from hierclust.core.types import DRAINED, MAINTENANCE, Admin, Command, Send, Start
+
+    topology = from_dict(generate_document(7, 8))
+    node = Node(topology, 3, rng=random.Random(1))
+    node.step(0, Start())
+    node.step(1 * MS, Command("admin", (DRAINED, ((0, 7),))))  # the newest notice for all
+    (newest,) = [a for a in node.known_notices() if isinstance(a, Admin)]
+    old = Admin(2, 3, MAINTENANCE, newest.seq - 1, 0)
+    effects = node.step(2 * MS, Received(5, Notices(topology.root.index, 9, (old,))))
+    replies = [e.msg for e in effects if isinstance(e, Send) and e.dst == 5]
+    assert any(isinstance(m, Notices) and m.notices == (newest,) for m in replies), replies
+    assert not node.has_notice(old)
