@@ -331,7 +331,7 @@ def register(app: typer.Typer) -> None:
             if k not in ("leaf", "leader", "root-leader"):
                 base.fail(f"--kills: expected leaf, leader or root-leader, got {k!r}")
         from hierclust.bench.udp import BenchError
-        from hierclust.runtime.deploy import DeployError
+        from hierclust.runtime.errors import DeployError
 
         _terminate_as_interrupt()
         console = _console(json_out)
@@ -401,7 +401,7 @@ def register(app: typer.Typer) -> None:
 
 def _run_or_fail(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
     from hierclust.bench.udp import BenchError
-    from hierclust.runtime.deploy import DeployError
+    from hierclust.runtime.errors import DeployError
 
     try:
         return _runs(*args, **kwargs)

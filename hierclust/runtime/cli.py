@@ -16,7 +16,8 @@ import typer
 
 import hierclust.cli as base
 from hierclust.core.types import ACTIVE, ADMIN_MODES, DRAINED, MAINTENANCE
-from hierclust.runtime.deploy import DeployError, default_state_dir
+from hierclust.runtime.discover import default_state_dir
+from hierclust.runtime.errors import DeployError
 
 StateDir = Annotated[
     Path | None,
