@@ -94,9 +94,10 @@ def status_tree(topology: Topology, summary: dict[str, Any]) -> Tree:
         f"{summary['groups_led']}/{summary['groups']} led, {summary['groups_quorate']} quorate; "
         f"{summary['datagrams_dropped']} datagrams dropped"
     )
+    head = escape(head)
     if not summary["primary"]:
         head += "; [red]no primary component[/]"
-    tree = Tree(escape(head) if summary["primary"] else head)
+    tree = Tree(head)
     top = topology.group(summary["group"]) if summary["group"] else topology.root
 
     def add(node: Tree, name: str) -> None:

@@ -53,6 +53,13 @@ def test_status_during_a_partition_never_shows_a_failed_or_cut_off_leader_leadin
     assert not re.search(r"led dn(4[3-9]|5\d|6[0-3])\b", text), "a rack-c node shown leading"
 
 
+def test_status_says_when_there_is_no_primary_component() -> None:
+    topology = demo()
+    summary = aggregate(topology, snapshots(topology, no_primary=True))
+    text = rendered(status_tree(topology, summary))
+    assert "13/13 led, 13 quorate; 0 datagrams dropped; no primary component" in text
+
+
 def test_status_of_a_subtree_counts_the_subtree() -> None:
     topology = demo()
     summary = aggregate(topology, snapshots(topology), group="rack-b")
