@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from typer.core import TyperGroup
 
 from hierclust.bench.report import check_report, document, serf_ratios, summarize
 from hierclust.cli.common import (
@@ -45,7 +46,21 @@ class Mode(StrEnum):
     udp = "udp"
 
 
-app = command_group()
+class BenchCommands(TyperGroup):
+    """``bench``'s subcommands; a path where a subcommand would be is most likely the file of
+    ``--json PATH``, the spelling before ``--out PATH``: say so."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name = args[0] if args else None
+        if name is not None and name not in self.commands and ("." in name or "/" in name):
+            fail(
+                f"{name}: not a bench subcommand; --json is a flag (the JSON goes to stdout): "
+                f"write it to a file with --out {name}"
+            )
+        return super().resolve_command(ctx, args)
+
+
+app = command_group(cls=BenchCommands)
 
 TopologyOpt = Annotated[
     Path | None,

@@ -65,6 +65,13 @@ def test_json_is_a_flag_printing_the_document_on_stdout(tmp_path: Path) -> None:
     assert json.loads(sweep.stdout)["summary"]["fanout"] == 16
 
 
+def test_the_old_json_path_spelling_points_at_out(tmp_path: Path) -> None:
+    target = tmp_path / "doc.json"
+    result = runner.invoke(app, ["bench", "--nodes", "30", "--json", str(target)])
+    assert result.exit_code == 2 and not target.exists()
+    assert f"write it to a file with --out {target}" in " ".join(result.stderr.split())
+
+
 def test_out_must_be_a_writable_file_path(tmp_path: Path) -> None:
     result = runner.invoke(app, ["bench", "--nodes", "30", "--out", str(tmp_path), "--json"])
     assert result.exit_code == 2
