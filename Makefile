@@ -13,8 +13,8 @@ help: ## List the targets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --quiet -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install hierclust with its dev tools
@@ -43,10 +43,10 @@ BENCH_OUT ?= /tmp/hierclust-bench
 bench: $(STAMP) ## Benchmarks: JSON and plots in /tmp/hierclust-bench (docs/benchmarks.md)
 	$(BIN)/python bench/topology_scale.py
 	mkdir -p $(BENCH_OUT)
-	$(BIN)/hierclust bench sweep --mode sim --sizes 1000,10000 --fanout 16 --json $(BENCH_OUT)/sweep-sim.json --plot $(BENCH_OUT)/sweep-sim.png
-	$(BIN)/hierclust bench --mode udp --nodes 1000 --fanout 16 --kill leaf --json $(BENCH_OUT)/udp1000-leaf.json --plot $(BENCH_OUT)/udp1000-leaf.png
-	$(BIN)/hierclust bench --mode udp --nodes 1000 --fanout 16 --kill leader --json $(BENCH_OUT)/udp1000-leader.json --plot $(BENCH_OUT)/udp1000-leader.png
-	$(BIN)/hierclust bench --mode udp --nodes 100 --fanout 16 --kill leaf --vs serf --uvloop --json $(BENCH_OUT)/serf100.json --plot $(BENCH_OUT)/serf100.png
+	$(BIN)/hierclust bench sweep --mode sim --sizes 1000,10000 --fanout 16 --out $(BENCH_OUT)/sweep-sim.json --plot $(BENCH_OUT)/sweep-sim.png
+	$(BIN)/hierclust bench --mode udp --nodes 1000 --fanout 16 --kill leaf --out $(BENCH_OUT)/udp1000-leaf.json --plot $(BENCH_OUT)/udp1000-leaf.png
+	$(BIN)/hierclust bench --mode udp --nodes 1000 --fanout 16 --kill leader --out $(BENCH_OUT)/udp1000-leader.json --plot $(BENCH_OUT)/udp1000-leader.png
+	$(BIN)/hierclust bench --mode udp --nodes 100 --fanout 16 --kill leaf --vs serf --uvloop --out $(BENCH_OUT)/serf100.json --plot $(BENCH_OUT)/serf100.png
 
 bench-deps: ## Install what `hierclust bench --vs serf` compares with (Debian's serf; as root)
 	apt-get update

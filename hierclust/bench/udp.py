@@ -25,7 +25,6 @@ from hierclust.core.timeouts import MS
 from hierclust.runtime.control import request
 from hierclust.runtime.demo import Demo, read_events
 from hierclust.runtime.deploy import (
-    DeployError,
     check_addresses,
     check_ports_free,
     collect,
@@ -33,6 +32,7 @@ from hierclust.runtime.deploy import (
     groups_led,
     wait_ready,
 )
+from hierclust.runtime.errors import DeployError
 from hierclust.topology import Topology, from_dict, generate_document, load
 
 ROLES = ("leaf", "leader", "root-leader")

@@ -18,16 +18,9 @@ from typing import Any
 from hierclust import __version__
 from hierclust.core.timeouts import MS
 from hierclust.runtime.control import request
-from hierclust.runtime.deploy import (
-    DeployError,
-    Deployment,
-    collect,
-    deploy,
-    groups_led,
-    pid_alive,
-    stop,
-    wait_ready,
-)
+from hierclust.runtime.deploy import Deployment, collect, deploy, groups_led, stop, wait_ready
+from hierclust.runtime.discover import pid_alive
+from hierclust.runtime.errors import DeployError
 from hierclust.runtime.status import aggregate
 from hierclust.stats import percentile
 from hierclust.topology import Topology

@@ -30,20 +30,14 @@ from hierclust.codec import KeyringError, generate_keyring_file, load_keyring
 from hierclust.core.state import PersistentState
 from hierclust.runtime.context import disk_lease_path, local_witnesses
 from hierclust.runtime.control import ControlError, request
+from hierclust.runtime.discover import pid_alive, udp_port_owner
+from hierclust.runtime.errors import DeployError
+from hierclust.runtime.launch import hosts_of
 from hierclust.runtime.state import state_to_json
 from hierclust.topology import Address, Topology
 
 DEPLOY_FILE = "deploy.json"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-class DeployError(RuntimeError):
-    """A deployment that cannot go ahead; ``str()`` is one line naming file/key/node."""
-
-
-def default_state_dir() -> Path:
-    env = os.environ.get("HIERCLUST_STATE_DIR")
-    return Path(env) if env else Path(f"/tmp/hierclust-{os.getuid()}")
 
 
 @dataclass
@@ -92,21 +86,6 @@ class Deployment:
 
 
 # -- process helpers -------------------------------------------------------------------------------
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def control_sockets(state_dir: Path) -> list[Path]:
     return sorted(state_dir.glob("*.sock"))
 
@@ -141,11 +120,22 @@ def check_ports_free(topology: Topology) -> None:
             probe.bind((address.host, address.port))
         except OSError as exc:
             raise DeployError(
-                f"{topology.source}: {who}: UDP {address} is not free ({exc.strerror}); is a "
-                "deployment still running? (`hierclust stop`)"
+                f"{topology.source}: {who}: UDP {address} is not free ({exc.strerror}); "
+                + port_holder(address.port)
             ) from None
         finally:
             probe.close()
+
+
+def port_holder(port: int) -> str:
+    """Who holds a busy port, and how to free it, for an error message."""
+    owner = udp_port_owner(port)
+    if owner is None:
+        return "another program uses it (not a hierclust process this user can see)"
+    return (
+        f"the hierclust {owner.role} {owner.pid} of state directory {owner.state_dir} holds it: "
+        f"`hierclust stop --state-dir {owner.state_dir}`"
+    )
 
 
 def check_disk_leases(topology: Topology) -> None:
@@ -221,6 +211,17 @@ def default_processes(num_nodes: int) -> int:
     return max(1, min(os.cpu_count() or 1, math.ceil(num_nodes / 256)))
 
 
+def uvloop_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("uvloop") is not None
+
+
+def default_uvloop(num_nodes: int) -> bool:
+    """Workers run on uvloop above 256 nodes when it is installed (it costs less per datagram)."""
+    return num_nodes > 256 and uvloop_installed()
+
+
 def slices(num_nodes: int, processes: int) -> list[list[int]]:
     per = math.ceil(num_nodes / processes)
     return [list(range(i, min(i + per, num_nodes))) for i in range(0, num_nodes, per)]
@@ -269,43 +270,54 @@ def deploy(
     processes = max(1, min(processes, topology.num_nodes))
     children: list[subprocess.Popen[bytes]] = []
     records: list[WorkerRecord] = []
-    for i, ranks in enumerate(slices(topology.num_nodes, processes)):
-        worker_id = f"w{i}"
-        command = [
-            sys.executable,
-            "-m",
-            "hierclust.runtime.worker",
-            "--topology",
+    try:
+        for i, ranks in enumerate(slices(topology.num_nodes, processes)):
+            worker_id = f"w{i}"
+            command = [
+                sys.executable,
+                "-m",
+                "hierclust.runtime.worker",
+                "--topology",
+                str(topology_path.resolve()),
+                "--state-dir",
+                str(state_dir.resolve()),
+                "--worker",
+                worker_id,
+                "--ranks",
+                ranks_arg(ranks),
+                "--keyring",
+                str(keyring.resolve()),
+            ]
+            if use_uvloop:
+                command.append("--uvloop")
+            if i == 0 and local_witnesses(topology):
+                command.append("--witnesses")
+            if metrics_port is not None:
+                command += ["--metrics-port", str(metrics_port + i)]
+            with open(state_dir / f"{worker_id}.log", "ab") as log:
+                child = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                )
+            children.append(child)
+            records.append(WorkerRecord(worker_id, child.pid, ranks))
+        deployment = Deployment(
+            state_dir,
             str(topology_path.resolve()),
-            "--state-dir",
-            str(state_dir.resolve()),
-            "--worker",
-            worker_id,
-            "--ranks",
-            ranks_arg(ranks),
-            "--keyring",
             str(keyring.resolve()),
-        ]
-        if use_uvloop:
-            command.append("--uvloop")
-        if i == 0 and local_witnesses(topology):
-            command.append("--witnesses")
-        if metrics_port is not None:
-            command += ["--metrics-port", str(metrics_port + i)]
-        with open(state_dir / f"{worker_id}.log", "ab") as log:
-            child = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-            )
-        children.append(child)
-        records.append(WorkerRecord(worker_id, child.pid, ranks))
-    deployment = Deployment(
-        state_dir,
-        str(topology_path.resolve()),
-        str(keyring.resolve()),
-        records,
-        time.monotonic_ns(),
-    )
-    deployment.save()
+            records,
+            time.monotonic_ns(),
+        )
+        deployment.save()
+    except BaseException:
+        # interrupted or failed half-way: nothing records these workers yet, so end them here
+        for child in children:
+            child.kill()
+            child.wait()
+        raise
     return deployment, children
 
 
@@ -434,8 +446,6 @@ def write_systemd_units(
 ) -> list[Path]:
     """One unit file per host, running that host's nodes as one agent process (a nodeset)."""
     from ClusterShell.NodeSet import NodeSet
-
-    from hierclust.runtime.launch import hosts_of
 
     by_host = {
         host: [topology.node_name(r) for r in ranks] for host, ranks in hosts_of(topology).items()

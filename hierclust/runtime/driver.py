@@ -187,8 +187,9 @@ class NodeDriver:
         )
         self.feed(Start())
 
-    def crash(self, reason: str = "killed") -> None:
-        """Stop at once, as a crash would: socket closed, timers dropped, no goodbye."""
+    def crash(self, reason: str = "killed", event: str = "Crashed") -> None:
+        """Stop at once, as a crash would: socket closed, timers dropped, no goodbye. ``event``
+        names it in the log: ``Stopped`` for a clean stop of the whole host."""
         if self.node is None:
             return
         self.node = None
@@ -206,9 +207,7 @@ class NodeDriver:
         if self.endpoint is not None:
             self.endpoint.close()
             self.endpoint = None
-        self.ctx.bus.note(
-            {"event": "Crashed", "node": self.name, "rank": self.rank, "reason": reason}
-        )
+        self.ctx.bus.note({"event": event, "node": self.name, "rank": self.rank, "reason": reason})
         if self.on_crash is not None:
             self.on_crash(self, reason)
 

@@ -191,7 +191,7 @@ class NodeHost:
                 await self._lag_task
             self._lag_task = None
         for driver in self.drivers.values():
-            driver.crash("stopped")
+            driver.crash("stopped", event="Stopped")
         for witness in self.witnesses:
             witness.close()
         pool = self.ctx.persist_pool

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hierclust.runtime.deploy import DeployError
+from hierclust.runtime.errors import DeployError
 from hierclust.topology import Topology
 
 

@@ -1,17 +1,28 @@
 """``status``: one picture of a deployment, merged from every worker's snapshot.
 
-Definitions (all from the nodes' own state, nothing guessed by the runtime):
+Definitions (all from the nodes' own state, nothing guessed by the runtime). The picture is the
+primary component's: when some running node is in the primary component (every group on its path
+to the root quorate), only those nodes' failure notices count, and nodes outside it are *cut off*.
 
-- *alive*: nodes running and answering through their worker, not declared failed;
-- *failed*: nodes some live node holds a :class:`~hierclust.core.types.Failure` notice for (and no
-  later :class:`~hierclust.core.types.Alive`), unless that failure was planned;
+- *alive*: nodes running and answering through their worker, not declared failed or left, and in
+  the primary component (when there is one);
+- *cut off*: nodes running but outside the primary component while one exists: partitioned away,
+  or in a group that has no quorate leader at the moment (an election);
+- *failed*: nodes some counted node holds a :class:`~hierclust.core.types.Failure` notice for (and
+  no later :class:`~hierclust.core.types.Alive`), unless that failure was planned;
 - *left*: the same, for a planned departure (the node was in maintenance or drained when its
   leader declared it: not a fault);
 - *suspect*: the rest: not answering (killed, worker gone) and not declared failed yet;
 - *maintenance* / *drained*: nodes in that admin mode (newest :class:`~hierclust.core.types.Admin`
   notice covering them, among all the notices the live nodes hold), whatever their state;
-- a group is *led* when exactly one live node leads it with a valid lease, and *quorate* when
-  that leader's lease (a majority of fresh acks) holds.
+- a group is *led* when exactly one running node leads it with a valid lease and that leader is
+  alive (a failed or cut-off leader leads nothing the primary component can use), and *quorate*
+  when it is led and that leader's lease (a majority of fresh acks) holds;
+- a group's *votes present*: its alive members (leaf group) or its led child groups (slots), plus
+  its tie-breaker when the group is quorate without enough of those (the leader then holds the
+  tie-breaker's vote; otherwise whether the tie-breaker answers is not known here).
+
+``aggregate(..., group=NAME)`` counts the subtree of NAME only: its nodes and its groups.
 """
 
 from __future__ import annotations
@@ -34,42 +45,75 @@ def admin_modes(snapshots: list[dict[str, Any]]) -> dict[int, int]:
     return {rank: mode for rank, (_, _, mode) in best.items()}
 
 
+class States:
+    """Every rank's state (alive, cut_off, failed, left, suspect) from the merged snapshots."""
+
+    def __init__(self, topology: Topology, nodes: dict[int, dict[str, Any]]) -> None:
+        self.nodes = nodes
+        self.running = {r for r, n in nodes.items() if n.get("running")}
+        in_primary = {r for r in self.running if nodes[r].get("in_primary")}
+        self.primary = bool(in_primary)
+        witnesses = in_primary if self.primary else self.running
+        failed_inc: dict[int, int] = {}
+        planned: set[tuple[int, int]] = set()
+        for r in witnesses:
+            for entry in nodes[r].get("failed", []):
+                node, inc = int(entry[0]), int(entry[1])
+                failed_inc[node] = max(failed_inc.get(node, 0), inc)
+                if len(entry) > 2 and entry[2]:
+                    planned.add((node, inc))
+        down = {
+            r
+            for r, inc in failed_inc.items()
+            if not (r in self.running and nodes[r].get("incarnation", 0) > inc)
+        }
+        self.left = {r for r in down if (r, failed_inc[r]) in planned}
+        self.failed = down - self.left
+        self.cut_off = (self.running - down - in_primary) if self.primary else set()
+        self.alive = self.running - down - self.cut_off
+        self.suspect = set(range(topology.num_nodes)) - self.running - down
+
+    def of(self, rank: int) -> str:
+        for name, members in (
+            ("alive", self.alive),
+            ("cut_off", self.cut_off),
+            ("failed", self.failed),
+            ("left", self.left),
+        ):
+            if rank in members:
+                return name
+        return "suspect"
+
+
 def aggregate(
-    topology: Topology, snapshots: list[dict[str, Any]], errors: list[str] | None = None
+    topology: Topology,
+    snapshots: list[dict[str, Any]],
+    errors: list[str] | None = None,
+    group: str | None = None,
 ) -> dict[str, Any]:
+    """The status summary of the whole cluster, or of ``group``'s subtree (``KeyError`` if
+    there is no such group)."""
     nodes: dict[int, dict[str, Any]] = {}
     lag_ms = 0
     for snap in snapshots:
         lag_ms = max(lag_ms, int(snap.get("lag_ms", 0)))
         for n in snap.get("nodes", []):
             nodes[int(n["rank"])] = n
-    running = {r for r, n in nodes.items() if n.get("running")}
-    failed_inc: dict[int, int] = {}
-    planned: set[tuple[int, int]] = set()
-    for r in running:
-        for entry in nodes[r].get("failed", []):
-            node, inc = int(entry[0]), int(entry[1])
-            failed_inc[node] = max(failed_inc.get(node, 0), inc)
-            if len(entry) > 2 and entry[2]:
-                planned.add((node, inc))
-    down = {
-        r
-        for r, inc in failed_inc.items()
-        if not (r in running and nodes[r].get("incarnation", 0) > inc)
-    }
-    left = {r for r in down if (r, failed_inc[r]) in planned}
-    failed = down - left
-    suspect = set(range(topology.num_nodes)) - running - down
-    alive = running - down
+    states = States(topology, nodes)
+    top = topology.root if group is None else topology.group(group)
+    scope = set(top.ranks)
+    groups = list(topology.subtree(top)) if group is not None else list(topology.by_index)
     modes = admin_modes(snapshots)
     in_mode = {
-        name: sorted(r for r, m in modes.items() if m == value)
+        name: sorted(r for r, m in modes.items() if m == value and r in scope)
         for value, name in enumerate(ADMIN_MODES)
         if value >= MAINTENANCE
     }
     dropped: dict[str, int] = {}
     sent = received = 0
-    for n in nodes.values():
+    for r, n in nodes.items():
+        if r not in scope:
+            continue
         d = n.get("datagrams", {})
         sent += d.get("sent", 0)
         received += d.get("received", 0)
@@ -77,87 +121,111 @@ def aggregate(
             if key.startswith("dropped_") and value:
                 reason = key.removeprefix("dropped_")
                 dropped[reason] = dropped.get(reason, 0) + value
-    details = [
-        group_detail(topology, g, nodes, running, failed, left, modes) for g in topology.by_index
-    ]
+    details = group_details(topology, states, modes)
+    shown = [details[g.index] for g in sorted(groups, key=lambda g: g.index)]
     names = topology.node_name
+
+    def within(ranks: set[int]) -> list[int]:
+        return sorted(ranks & scope)
+
     return {
         "cluster": topology.name,
-        "nodes": topology.num_nodes,
-        "alive": len(alive),
-        "suspect": len(suspect),
-        "failed": len(failed),
-        "left": len(left),
+        "group": group,
+        "nodes": len(scope),
+        "alive": len(within(states.alive)),
+        "cut_off": len(within(states.cut_off)),
+        "suspect": len(within(states.suspect)),
+        "failed": len(within(states.failed)),
+        "left": len(within(states.left)),
         "maintenance": len(in_mode["maintenance"]),
         "drained": len(in_mode["drained"]),
-        "groups": len(topology.by_index),
-        "groups_led": sum(1 for d in details if d["led"]),
-        "groups_quorate": sum(1 for d in details if d["quorate"]),
+        "primary": states.primary,
+        "groups": len(shown),
+        "groups_led": sum(1 for d in shown if d["led"]),
+        "groups_quorate": sum(1 for d in shown if d["quorate"]),
         "datagrams_dropped": sum(dropped.values()),
         "dropped_by_reason": dropped,
         "datagrams_sent": sent,
         "datagrams_received": received,
         "loop_lag_ms": lag_ms,
-        "failed_nodes": [names(r) for r in sorted(failed)],
-        "left_nodes": [names(r) for r in sorted(left)],
+        "failed_nodes": [names(r) for r in within(states.failed)],
+        "left_nodes": [names(r) for r in within(states.left)],
+        "cut_off_nodes": [names(r) for r in within(states.cut_off)],
         "maintenance_nodes": [names(r) for r in in_mode["maintenance"]],
         "drained_nodes": [names(r) for r in in_mode["drained"]],
-        "suspect_nodes": [names(r) for r in sorted(suspect)],
-        "group_details": details,
+        "suspect_nodes": [names(r) for r in within(states.suspect)],
+        "group_details": shown,
         "errors": errors or [],
     }
 
 
-def group_detail(
-    topology: Topology,
-    group: Group,
-    nodes: dict[int, dict[str, Any]],
-    running: set[int],
-    failed: set[int],
-    left: set[int] | None = None,
-    modes: dict[int, int] | None = None,
-) -> dict[str, Any]:
+def group_details(
+    topology: Topology, states: States, modes: dict[int, int]
+) -> dict[int, dict[str, Any]]:
+    """Group index -> its status entry; children's leaders first, as they are a group's votes."""
+    leading = {g.index: group_leader(g, states) for g in topology.by_index}
+    led = {gi: entry["led"] for gi, entry in leading.items()}
+    details: dict[int, dict[str, Any]] = {}
+    for g in topology.by_index:
+        entry = leading[g.index]
+        if g.is_leaf:
+            present = sum(1 for r in g.ranks if r in states.alive)
+        else:
+            present = sum(1 for child in topology.slots(g) if led[child.index])
+        if g.tiebreaker is not None and entry["quorate"] and present < g.quorum:
+            present += 1
+        members = g.ranks if g.is_leaf else range(0)
+        names = topology.node_name
+        details[g.index] = {
+            "name": g.name,
+            "index": g.index,
+            "tier": g.tier,
+            "parent": g.parent,
+            "leader": None if entry["leader"] is None else names(entry["leader"]),
+            "leader_state": entry["leader_state"],
+            "led": entry["led"],
+            "term": entry["term"],
+            "votes": g.votes,
+            "votes_present": present,
+            "quorum": g.quorum,
+            "quorate": entry["quorate"],
+            "failed_members": [names(r) for r in members if r in states.failed],
+            "left_members": [names(r) for r in members if r in states.left],
+            "cut_off_members": [names(r) for r in members if r in states.cut_off],
+            "admin_members": {names(r): ADMIN_MODES[modes[r]] for r in members if modes.get(r, 0)},
+            "members_alive": sum(1 for r in members if r in states.alive) if g.is_leaf else None,
+        }
+    return details
+
+
+def group_leader(group: Group, states: States) -> dict[str, Any]:
+    """Who leads ``group`` (the one lease holder, else the leader most members follow), in which
+    state, and whether that counts as led and quorate."""
     gi = group.index
-    leaders: list[int] = []
+    holders: list[int] = []
     term = 0
     views: dict[int, int] = {}
     quorate = False
-    for r in running:
-        for g in nodes[r].get("groups", []):
+    for r in states.running:
+        for g in states.nodes[r].get("groups", []):
             if g["group"] != gi:
                 continue
             term = max(term, int(g["term"]))
             if g["leading"] and g["lease"]:
-                leaders.append(r)
+                holders.append(r)
                 quorate = bool(g["quorate"])
             if g["leader"] is not None:
                 views[g["leader"]] = views.get(g["leader"], 0) + 1
-    leader: int | None = leaders[0] if len(leaders) == 1 else None
+    leader: int | None = holders[0] if len(holders) == 1 else None
     if leader is None and views:
         leader = max(views, key=lambda k: views[k])
-    members = group.ranks if group.is_leaf else range(0)
-    left = left or set()
-    modes = modes or {}
-    down = failed | left
+    led = len(holders) == 1 and leader in states.alive
     return {
-        "name": group.name,
-        "index": gi,
-        "tier": group.tier,
-        "parent": group.parent,
-        "leader": None if leader is None else topology.node_name(leader),
-        "led": len(leaders) == 1,
+        "leader": leader,
+        "leader_state": None if leader is None else states.of(leader),
+        "led": led,
         "term": term,
-        "votes": group.votes,
-        "quorum": group.quorum,
-        "quorate": len(leaders) == 1 and quorate,
-        "failed_members": [topology.node_name(r) for r in members if r in failed],
-        "left_members": [topology.node_name(r) for r in members if r in left],
-        "admin_members": {
-            topology.node_name(r): ADMIN_MODES[modes[r]] for r in members if modes.get(r, 0)
-        },
-        "members_alive": sum(1 for r in members if r in running and r not in down)
-        if group.is_leaf
-        else None,
+        "quorate": led and quorate,
     }
 
 

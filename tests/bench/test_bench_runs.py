@@ -20,7 +20,7 @@ runner = CliRunner()
 
 def bench(tmp_path: Path, *args: str) -> dict[str, Any]:
     out = tmp_path / "out.json"
-    result = runner.invoke(app, ["bench", *args, "--json", str(out)])
+    result = runner.invoke(app, ["bench", *args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     return json.loads(out.read_text())  # type: ignore[no-any-return]
 
@@ -43,18 +43,50 @@ def test_vs_serf_skips_cleanly_without_serf(
     monkeypatch.setattr("hierclust.bench.serf.skip_reason", lambda: "serf is not installed")
     out = tmp_path / "out.json"
     result = runner.invoke(
-        app, ["bench", "--nodes", "30", "--fanout", "5", "--vs", "serf", "--json", str(out)]
+        app, ["bench", "--nodes", "30", "--fanout", "5", "--vs", "serf", "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
     assert "serf: skipped, serf is not installed" in result.output
     assert json.loads(out.read_text())["summary"]["serf"] == {"skipped": "serf is not installed"}
 
 
+def test_json_is_a_flag_printing_the_document_on_stdout(tmp_path: Path) -> None:
+    """--json as everywhere else: the document on stdout (tables on stderr); --out the file."""
+    out = tmp_path / "doc.json"
+    result = runner.invoke(
+        app, ["bench", "--nodes", "30", "--fanout", "5", "--json", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["summary"]["nodes"] == 30 and printed == json.loads(out.read_text())
+    assert "medians" in result.stderr
+    sweep = runner.invoke(app, ["bench", "sweep", "--sizes", "40", "--kills", "leaf", "--json"])
+    assert sweep.exit_code == 0, sweep.output
+    assert json.loads(sweep.stdout)["summary"]["fanout"] == 16
+
+
+def test_the_old_json_path_spelling_points_at_out(tmp_path: Path) -> None:
+    target = tmp_path / "doc.json"
+    result = runner.invoke(app, ["bench", "--nodes", "30", "--json", str(target)])
+    assert result.exit_code == 2 and not target.exists()
+    assert f"write it to a file with --out {target}" in " ".join(result.stderr.split())
+
+
+def test_out_must_be_a_writable_file_path(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["bench", "--nodes", "30", "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["error"] == (
+        f"{tmp_path}: is a directory; expected a file for the JSON document"
+    )
+
+
 def test_bad_input_exits_2() -> None:
     assert (
         runner.invoke(app, ["bench", "--nodes", "30", "--fanout", "5", "--vs", "x"]).exit_code == 2
     )
-    assert runner.invoke(app, ["bench", "--mode", "udp", "--nodes", "30"]).exit_code == 2
+    assert runner.invoke(app, ["bench", "--mode", "udp"]).exit_code == 2
+    both = ["bench", "--mode", "udp", "--topology", "topologies/demo.toml", "--fanout", "4"]
+    assert runner.invoke(app, both).exit_code == 2
     assert runner.invoke(app, ["bench", "sweep", "--sizes", "1"]).exit_code == 2
     assert runner.invoke(app, ["bench", "sweep", "--kills", "everyone"]).exit_code == 2
 

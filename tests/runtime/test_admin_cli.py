@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from hierclust.runtime.admin import quorum_warnings, rank_ranges
-from hierclust.runtime.deploy import pid_alive
+from hierclust.runtime.discover import pid_alive
 from hierclust.topology import from_dict, generate_document
 from tests.runtime.test_cli_runtime import hierclust, write_topology
 

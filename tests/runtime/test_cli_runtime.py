@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import tomli_w
 from typer.testing import CliRunner
 
 from hierclust.cli import app
-from hierclust.runtime.deploy import pid_alive
+from hierclust.runtime.discover import pid_alive
 from hierclust.topology import generate_document
 from tests.runtime.conftest import FAST, free_base_port
 
@@ -168,3 +169,119 @@ def test_systemd_units_one_per_host(tmp_path: Path) -> None:
     assert "secret_file" in report["warning"]
     unit = (out / "hierclust-h2.service").read_text()
     assert "agent --topology" in unit and "--node cn[17-32]" in unit
+
+
+def interrupt_while_waiting(monkeypatch: pytest.MonkeyPatch, children: list[Any]) -> None:
+    """Ctrl-C arrives while deploy waits for the leaders (the workers are running); the
+    worker processes are kept in ``children`` (to be reaped by the test)."""
+
+    def wait_ready(_deployment: Any, started: list[Any], *_args: Any, **_kwargs: Any) -> bool:
+        children.extend(started)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("hierclust.runtime.deploy.wait_ready", wait_ready)
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_during_deploy_stops_the_workers_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topology = write_topology(tmp_path / "t.toml", 9, 3)
+    state = tmp_path / "s"
+    children: list[subprocess.Popen[bytes]] = []
+    interrupt_while_waiting(monkeypatch, children)
+    result = runner.invoke(
+        app, ["deploy", str(topology), "--processes", "2", "--state-dir", str(state)]
+    )
+    assert result.exit_code == 130, result.output
+    assert "interrupted: stopped the 2 workers this deploy started" in result.stderr
+    assert len(children) == 2 and not any(pid_alive(c.pid) for c in children)
+    assert [c.wait(timeout=5) for c in children] == [0, 0], "stopped cleanly"
+    assert not (state / "deploy.json").exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_second_ctrl_c_names_the_workers_still_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hierclust.runtime.deploy import stop
+
+    topology = write_topology(tmp_path / "t.toml", 9, 3)
+    state = tmp_path / "s"
+    children: list[subprocess.Popen[bytes]] = []
+    interrupt_while_waiting(monkeypatch, children)
+
+    def interrupted_stop(*_args: Any, **_kwargs: Any) -> dict[str, Any]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("hierclust.runtime.deploy.stop", interrupted_stop)
+    try:
+        result = runner.invoke(
+            app, ["deploy", str(topology), "--processes", "2", "--state-dir", str(state), "--json"]
+        )
+        assert result.exit_code == 130, result.output
+        assert (
+            f"interrupted: 2 workers still running: `hierclust stop --state-dir {state}`"
+            in " ".join(result.stderr.split())
+        )
+        answer = json.loads(result.stdout)
+        assert answer["interrupted"] and answer["still_running"] == ["w0", "w1"]
+        assert all(c.poll() is None for c in children)
+    finally:
+        monkeypatch.undo()
+        assert stop(state)["still_running"] == []
+        for child in children:
+            child.wait(timeout=5)
+
+
+@pytest.mark.timeout(90)
+def test_lab_faults_that_would_do_nothing_are_refused(tmp_path: Path) -> None:
+    """One deployment: faults that change nothing exit 1, a wrong --state-dir and a busy port
+    name the state directory that is live, events read as documented, a clean stop is logged as
+    Stopped."""
+    topology = write_topology(tmp_path / "t.toml", 9, 3)
+    state = tmp_path / "s"
+    s = ["--state-dir", str(state)]
+    done = hierclust("deploy", str(topology), "--processes", "2", *s, "--json")
+    pids: list[int] = []
+    try:
+        assert done.returncode == 0, done.stderr
+        pids = [w["pid"] for w in json.loads(done.stdout)["workers"]]
+        assert hierclust("kill", "cn9", *s).returncode == 0
+        again = hierclust("kill", "cn9", *s)
+        assert again.returncode == 1 and "cn9 is not running" in again.stderr
+        paused = hierclust("pause", "cn9", "1", *s)
+        assert paused.returncode == 1 and "cn9 is not running" in paused.stderr
+        running = hierclust("restart", "cn1", *s)
+        assert running.returncode == 1 and "cn1 is running" in running.stderr
+        healed = hierclust("heal", *s)
+        assert healed.returncode == 1 and "nothing is partitioned" in healed.stderr
+
+        elsewhere = tmp_path / "other"
+        elsewhere.mkdir()
+        wrong = hierclust("stop", "--state-dir", str(elsewhere))
+        assert wrong.returncode == 2 and "no live deployment here" in wrong.stderr
+        hint = wrong.stderr.split("; ", 1)[1]  # names every live state dir of this host
+        assert "hierclust runs in" in hint and str(state) in hint, hint
+        busy = hierclust("deploy", str(topology), "--state-dir", str(elsewhere))
+        assert busy.returncode == 2 and "is not free" in busy.stderr
+        assert f"of state directory {state} holds it: `hierclust stop --state-dir {state}`" in (
+            " ".join(busy.stderr.split())
+        )
+
+        leaf = json.loads(hierclust("status", *s, "--json").stdout)["group_details"][1]["name"]
+        subtree = json.loads(hierclust("status", "--group", leaf, *s, "--json").stdout)
+        assert (subtree["nodes"], subtree["groups"]) == (3, 1)
+        lines = hierclust("events", *s).stdout.splitlines()
+        assert lines and all(
+            re.match(r"^\d\d:\d\d:\d\d\.\d{3} cn\d \w+", line) for line in lines
+        ), lines[:3]
+    finally:
+        stopped = hierclust("stop", *s, "--json")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not any(pid_alive(pid) for pid in pids)
+    records = [json.loads(line) for line in hierclust("events", *s, "--json").stdout.splitlines()]
+    ends = {(r["node"], r["event"], r["reason"]) for r in records if "reason" in r}
+    assert ends == {("cn9", "Crashed", "killed")} | {
+        (f"cn{i}", "Stopped", "stopped") for i in range(1, 9)
+    }

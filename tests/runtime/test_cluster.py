@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
 from hierclust.codec import Codec, DropReason, Keyring, MessageRegistry, new_secret
 from hierclust.core.messages import Ping
 from hierclust.core.types import Failure, NoticeLearned, ViewChanged
-from tests.runtime.conftest import Cluster, wait_for
+from tests.runtime.conftest import Cluster, init_states, make_topology, wait_for
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
 
@@ -122,3 +124,24 @@ async def test_garbage_forged_and_replayed_datagrams_are_dropped_and_counted(
     # nothing fell over: the node still runs and every group still has its leader
     assert driver.running
     await wait_for(cluster9.all_led, 2.0, "leaders still in place")
+
+
+async def test_a_clean_stop_is_logged_as_stopped_and_a_kill_as_crashed(tmp_path: Path) -> None:
+    topology = make_topology(3, 3)
+    init_states(topology, tmp_path)
+    cluster = Cluster(topology, tmp_path)
+    await cluster.host.start()
+    cluster.host.kill(2)
+    await cluster.host.stop()
+    cluster.bus.close()
+    lines = (tmp_path / "events-test.jsonl").read_text().splitlines()
+    ends = {
+        (r["node"], r["event"], r["reason"])
+        for r in map(json.loads, lines)
+        if r["event"] in ("Crashed", "Stopped")
+    }
+    assert ends == {
+        ("cn1", "Stopped", "stopped"),
+        ("cn2", "Stopped", "stopped"),
+        ("cn3", "Crashed", "killed"),
+    }

@@ -12,7 +12,7 @@ import tomli_w
 from typer.testing import CliRunner
 
 from hierclust.cli import app
-from hierclust.runtime.deploy import DeployError
+from hierclust.runtime.errors import DeployError
 from hierclust.runtime.launch import (
     HostResult,
     Launcher,

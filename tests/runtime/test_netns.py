@@ -21,7 +21,8 @@ import pytest
 import tomli_w
 
 from hierclust.codec import generate_keyring_file
-from hierclust.runtime.deploy import collect, init_states, pid_alive
+from hierclust.runtime.deploy import collect, init_states
+from hierclust.runtime.discover import pid_alive
 from hierclust.runtime.netns import NetnsLab, unavailable
 from hierclust.runtime.status import aggregate
 from hierclust.topology import Topology, generate_document, load

@@ -36,9 +36,16 @@ def test_sim_kill_by_name_on_a_topology_file() -> None:
     assert report["notified"] == report["survivors"] == 42
 
 
+def test_sim_fanout_defaults_to_16_like_topology_and_bench() -> None:
+    report = sim_json("--nodes", "64")  # four leaf groups of 16 (of 8 at --fanout 8)
+    assert report["fanout"] == 16 and report["nodes"] == 64
+
+
 def test_sim_bad_input_exits_2() -> None:
-    missing = runner.invoke(app, ["sim", "--nodes", "100"])
-    assert missing.exit_code == 2 and "--fanout" in missing.stderr
+    missing = runner.invoke(app, ["sim"])
+    assert missing.exit_code == 2 and "--topology FILE, or --nodes N" in missing.stderr
+    alone = runner.invoke(app, ["sim", "--fanout", "8"])
+    assert alone.exit_code == 2 and "--fanout 8 needs --nodes N" in alone.stderr
     unknown = runner.invoke(app, ["sim", "--nodes", "20", "--fanout", "4", "--kill", "zz9"])
     assert unknown.exit_code == 2 and "zz9" in unknown.stderr
     both = runner.invoke(

@@ -271,7 +271,7 @@ def test_shipped_topologies_validate(name: str, nodes: int, depth: int) -> None:
 
 
 def test_demo_is_the_embedded_default() -> None:
-    from hierclust.cli import default_topology_path
+    from hierclust.cli.common import default_topology_path
 
     shipped = (REPO / "topologies" / "demo.toml").read_text()
     assert default_topology_path().read_text() == shipped

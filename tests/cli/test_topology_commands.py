@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from hierclust.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 

@@ -1,17 +1,16 @@
-"""``hierclust bench`` and ``hierclust bench sweep``; :func:`register` adds them to the main app.
+"""``hierclust bench`` and ``hierclust bench sweep``: failure-propagation benchmarks.
 
-Thin: options are checked here, the work is in :mod:`hierclust.bench`. Input errors (bad options,
-ports taken) print one line and exit 2; a run that fails to reach its state exits 1; Ctrl-C stops
-every process the run started and exits 130.
+Thin: options are checked here, the work is in :mod:`hierclust.bench`. ``--json`` prints the
+JSON document on stdout (the tables then go to stderr), ``--out PATH`` writes it to a file. Input
+errors (bad options, ports taken) print one line and exit 2; a run that fails to reach its state
+exits 1; Ctrl-C (or SIGTERM) stops every process the run started and exits 130.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import shutil
-import signal
 import tempfile
 from enum import StrEnum
 from pathlib import Path
@@ -19,9 +18,25 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from typer.core import TyperGroup
 
-import hierclust.cli as base
 from hierclust.bench.report import check_report, document, serf_ratios, summarize
+from hierclust.cli.common import (
+    DEFAULT_FANOUT,
+    EXIT_INTERRUPTED,
+    FanoutOpt,
+    JsonFlag,
+    NodesOpt,
+    command_group,
+    err,
+    fail,
+    out,
+    output_file,
+    progress_bar,
+    refuse,
+    terminate_as_interrupt,
+    topology_from_options,
+)
 
 DEFAULT_BASE_PORT = 42000
 
@@ -31,22 +46,48 @@ class Mode(StrEnum):
     udp = "udp"
 
 
+class BenchCommands(TyperGroup):
+    """``bench``'s subcommands; a path where a subcommand would be is most likely the file of
+    ``--json PATH``, the spelling before ``--out PATH``: say so."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name = args[0] if args else None
+        if name is not None and name not in self.commands and ("." in name or "/" in name):
+            fail(
+                f"{name}: not a bench subcommand; --json is a flag (the JSON goes to stdout): "
+                f"write it to a file with --out {name}"
+            )
+        return super().resolve_command(ctx, args)
+
+
+app = command_group(cls=BenchCommands)
+
 TopologyOpt = Annotated[
-    Path | None, typer.Option("--topology", help="Topology file (.toml); udp needs addresses.")
+    Path | None,
+    typer.Option(
+        "--topology", help="Topology file (.toml); udp needs addresses.", show_default=False
+    ),
 ]
-NodesOpt = Annotated[int | None, typer.Option("--nodes", help="Generate N nodes...")]
-FanoutOpt = Annotated[int | None, typer.Option("--fanout", help="...in groups of K.")]
-JsonOut = Annotated[
-    Path | None, typer.Option("--json", help="Write the JSON document here ('-': stdout).")
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", help="Write the JSON document to this file.", show_default=False),
 ]
-PlotOut = Annotated[Path | None, typer.Option("--plot", help="Write a plot (PNG) here.")]
+PlotOut = Annotated[
+    Path | None, typer.Option("--plot", help="Write a plot (PNG) here.", show_default=False)
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Base seed; repeat i uses seed + i.")]
 BasePortOpt = Annotated[
     int,
     typer.Option("--base-port", help="udp, generated topologies: first UDP port (one per node)."),
 ]
 ProcessesOpt = Annotated[
-    int | None, typer.Option("--processes", min=1, help="udp: worker processes (default: auto).")
+    int | None,
+    typer.Option(
+        "--processes",
+        min=1,
+        help="udp: worker processes (default: one per 256 nodes).",
+        show_default=False,
+    ),
 ]
 OneProcOpt = Annotated[
     bool,
@@ -65,26 +106,37 @@ AfterOpt = Annotated[
 ]
 UvloopOpt = Annotated[
     bool | None,
-    typer.Option("--uvloop/--no-uvloop", help="udp: uvloop (default: over 256 nodes)."),
+    typer.Option(
+        "--uvloop/--no-uvloop",
+        help="udp: uvloop (default: when installed, over 256 nodes).",
+        show_default=False,
+    ),
 ]
 
 
-def _write_json(payload: dict[str, Any], target: Path | None) -> None:
-    if target is None:
-        return
+def check_outputs(out_path: Path | None, plot: Path | None, as_json: bool) -> None:
+    """Exit 2 before a long run whose results could not be written."""
+    if out_path is not None:
+        output_file(out_path, "a file for the JSON document", as_json)
+    if plot is not None:
+        output_file(plot, "a PNG file for the plot", as_json)
+
+
+def write_json(payload: dict[str, Any], as_json: bool, out_path: Path | None) -> None:
     text = json.dumps(payload, indent=2) + "\n"
-    if str(target) == "-":
+    if as_json:
         print(text, end="")
+    if out_path is None:
         return
     try:
-        target.write_text(text)
+        out_path.write_text(text)
     except OSError as exc:
-        base.fail(f"{target}: cannot write: {exc.strerror}")
+        fail(f"{out_path}: cannot write: {exc.strerror}", as_json)
 
 
-def _console(json_target: Path | None) -> Any:
-    """Rich output goes to stderr when the JSON goes to stdout."""
-    return base.err if json_target is not None and str(json_target) == "-" else base.out
+def console_for(as_json: bool) -> Any:
+    """Tables go to stderr when the JSON goes to stdout."""
+    return err if as_json else out
 
 
 def summary_table(title: str, columns: dict[str, dict[str, Any]]) -> Table:
@@ -111,21 +163,26 @@ def _topology(
     workdir: Path,
     tuning: dict[str, int] | None = None,
     name: str = "topology.toml",
+    as_json: bool = False,
 ) -> tuple[Any, Path]:
     """The topology and the file the workers will read (a generated one lives in ``workdir``)."""
     from hierclust.topology import TopologyError
 
     if mode is Mode.sim or topology_file is not None:
-        topology = base.topology_from_options(topology_file, nodes, fanout, False)
+        topology = topology_from_options(topology_file, nodes, fanout, as_json)
         return topology, topology_file or Path(topology.source)
-    if nodes is None or fanout is None:
-        base.fail("give --topology FILE, or --nodes N with --fanout K")
+    if nodes is None:
+        fail(
+            f"give --topology FILE, or --nodes N (groups of --fanout K, default {DEFAULT_FANOUT})",
+            as_json,
+        )
+    fanout = DEFAULT_FANOUT if fanout is None else fanout
     from hierclust.bench.udp import write_generated
 
     try:
         topology = write_generated(nodes, fanout, base_port, workdir / name, tuning)
     except TopologyError as exc:
-        base.fail(f"{exc} (--base-port {base_port}, --nodes {nodes})")
+        fail(f"{exc} (--base-port {base_port}, --nodes {nodes})", as_json)
     return topology, workdir / name
 
 
@@ -145,8 +202,9 @@ def _runs(
     label: str,
     boot_timeout_s: float = 120.0,
     failures: list[dict[str, Any]] | None = None,
+    as_json: bool = False,
 ) -> list[dict[str, Any]]:
-    with base.progress_bar(label) as bar:
+    with progress_bar(label) as bar:
         task = bar.add_task("starting", total=1.0)
         if mode is Mode.sim:
             from hierclust.bench.sim import sim_runs
@@ -159,15 +217,14 @@ def _runs(
             try:
                 return sim_runs(topology, kill, repeats, seed, after_ms=after_ms, progress=sim_step)
             except ScenarioError as exc:
-                base.fail(f"{topology.source}: {exc}")
-        from hierclust.runtime.cli import uvloop_installed
-        from hierclust.runtime.deploy import default_processes
+                fail(f"{topology.source}: {exc}", as_json)
+        from hierclust.runtime.deploy import default_processes, default_uvloop
 
         def udp_step(phase: str, done: float, total: float) -> None:
             bar.update(task, completed=done, total=max(total, 1e-9), description=phase)
 
         if use_uvloop is None:
-            use_uvloop = topology.num_nodes > 256 and uvloop_installed()
+            use_uvloop = default_uvloop(topology.num_nodes)
         from hierclust.bench.udp import udp_runs
 
         return udp_runs(
@@ -187,67 +244,68 @@ def _runs(
         )
 
 
-def _terminate_as_interrupt() -> None:
-    """SIGTERM unwinds like Ctrl-C, so the ``finally`` blocks stop what the run started (a
-    background job ignores SIGINT, so SIGTERM is how it gets stopped)."""
+@app.callback(invoke_without_command=True)
+def bench(
+    ctx: typer.Context,
+    mode: Annotated[Mode, typer.Option("--mode", help="sim or udp.")] = Mode.sim,
+    topology_file: TopologyOpt = None,
+    nodes: NodesOpt = None,
+    fanout: FanoutOpt = None,
+    kill: Annotated[
+        str, typer.Option("--kill", help="The victim: leaf, leader, root-leader, or a node name.")
+    ] = "leaf",
+    repeats: Annotated[
+        int,
+        typer.Option(
+            "--repeats",
+            min=1,
+            max=100,
+            help="Runs, seeds seed, seed+1 and so on; the summary holds their medians.",
+        ),
+    ] = 1,
+    seed: SeedOpt = 7,
+    as_json: JsonFlag = False,
+    out_path: OutOpt = None,
+    plot: PlotOut = None,
+    vs: Annotated[
+        str | None, typer.Option("--vs", help="Compare with another system: serf.")
+    ] = None,
+    processes: ProcessesOpt = None,
+    one_process_per_node: OneProcOpt = False,
+    base_port: BasePortOpt = DEFAULT_BASE_PORT,
+    steady_s: SteadyOpt = 3.0,
+    boot_timeout_s: BootOpt = 120.0,
+    after_ms: AfterOpt = 3000,
+    use_uvloop: UvloopOpt = None,
+    budget: Annotated[
+        bool,
+        typer.Option(
+            "--budget/--no-budget",
+            help="--vs serf: also run hierclust tuned to Serf's datagram budget.",
+        ),
+    ] = True,
+) -> None:
+    """Failure-propagation benchmarks: JSON reports and plots.
 
-    def handler(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    with contextlib.suppress(ValueError):  # not the main thread (e.g. some test runners)
-        signal.signal(signal.SIGTERM, handler)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``bench`` (and ``bench sweep``) to ``app``."""
-    bench_app = typer.Typer(
-        help="Failure-propagation benchmarks (sim or real UDP; --vs serf); prints JSON reports."
-    )
-    app.add_typer(bench_app, name="bench")
-
-    @bench_app.callback(invoke_without_command=True)
-    def bench(
-        ctx: typer.Context,
-        mode: Annotated[Mode, typer.Option("--mode", help="sim or udp.")] = Mode.sim,
-        topology_file: TopologyOpt = None,
-        nodes: NodesOpt = None,
-        fanout: FanoutOpt = None,
-        kill: Annotated[
-            str, typer.Option("--kill", help="leaf, leader, root-leader, or a node name.")
-        ] = "leaf",
-        repeats: Annotated[int, typer.Option("--repeats", min=1, max=100)] = 1,
-        seed: SeedOpt = 7,
-        json_out: JsonOut = None,
-        plot: PlotOut = None,
-        vs: Annotated[
-            str | None, typer.Option("--vs", help="Compare with another system: serf.")
-        ] = None,
-        processes: ProcessesOpt = None,
-        one_process_per_node: OneProcOpt = False,
-        base_port: BasePortOpt = DEFAULT_BASE_PORT,
-        steady_s: SteadyOpt = 3.0,
-        boot_timeout_s: BootOpt = 120.0,
-        after_ms: AfterOpt = 3000,
-        use_uvloop: UvloopOpt = None,
-        budget: Annotated[
-            bool,
-            typer.Option(
-                "--budget/--no-budget",
-                help="--vs serf: also run hierclust tuned to Serf's datagram budget.",
-            ),
-        ] = True,
-    ) -> None:
-        """Boot a cluster, measure a steady window, kill one node, report (DESIGN §5)."""
-        if ctx.invoked_subcommand is not None:
-            return
-        if vs not in (None, "serf"):
-            base.fail(f"--vs: expected serf, got {vs!r}")
-        _terminate_as_interrupt()
-        console = _console(json_out)
+    Without a subcommand: boot a cluster (in the simulator, or real agents over UDP on this
+    host), measure a steady window, kill one node and report, in the DESIGN section 5 schema;
+    --vs serf runs Serf on the same box for comparison. --json prints the document (every
+    run's report under "runs", their medians under "summary") on stdout, --out writes it to a
+    file.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if vs not in (None, "serf"):
+        fail(f"--vs: expected serf, got {vs!r}", as_json)
+    check_outputs(out_path, plot, as_json)
+    with terminate_as_interrupt():
+        console = console_for(as_json)
         failures: list[dict[str, Any]] = []
         workdir = Path(tempfile.mkdtemp(prefix="hcbench-topo-", dir="/tmp"))
         try:
-            topology, path = _topology(mode, topology_file, nodes, fanout, base_port, workdir)
+            topology, path = _topology(
+                mode, topology_file, nodes, fanout, base_port, workdir, as_json=as_json
+            )
             options: dict[str, Any] = {
                 "processes": processes,
                 "one_process_per_node": one_process_per_node,
@@ -256,6 +314,7 @@ def register(app: typer.Typer) -> None:
                 "after_ms": after_ms,
                 "boot_timeout_s": boot_timeout_s,
                 "failures": failures,
+                "as_json": as_json,
             }
             runs = _run_or_fail(
                 mode, topology, path, kill, repeats, seed, label=f"{mode.value} bench", **options
@@ -279,80 +338,86 @@ def register(app: typer.Typer) -> None:
                 columns.update(serf_part["columns"])
                 series.update(serf_part["series"])
         except KeyboardInterrupt:
-            base.err.print("[red]interrupted[/]: every process this run started was stopped")
-            raise typer.Exit(130) from None
+            err.print("[red]interrupted[/]: every process this run started was stopped")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        if failures:
-            result["failed_repeats"] = failures
-            for failure in failures:
-                console.print(f"[yellow]repeat skipped:[/] {failure['error']}", highlight=False)
-        _write_json(result, json_out)
-        title = (
-            f"{mode.value}: {topology.num_nodes:,} nodes, kill {kill}, {repeats} repeat(s), medians"
-        )
-        console.print(summary_table(title, columns))
-        serf = result["summary"].get("serf")
-        if isinstance(serf, dict) and "skipped" in serf:
-            console.print(f"serf: skipped, {serf['skipped']}", highlight=False)
-        if plot is not None:
-            _plot(plot, mode, runs, series, title)
-            console.print(f"wrote {plot}")
+    if failures:
+        result["failed_repeats"] = failures
+        for failure in failures:
+            console.print(f"[yellow]repeat skipped:[/] {failure['error']}", highlight=False)
+    write_json(result, as_json, out_path)
+    title = f"{mode.value}: {topology.num_nodes:,} nodes, kill {kill}, {repeats} repeat(s), medians"
+    console.print(summary_table(title, columns))
+    serf = result["summary"].get("serf")
+    if isinstance(serf, dict) and "skipped" in serf:
+        console.print(f"serf: skipped, {serf['skipped']}", highlight=False)
+    if plot is not None:
+        _plot(plot, mode, runs, series, title)
+        console.print(f"wrote {plot}")
 
-    @bench_app.command("sweep")
-    def sweep(
-        mode: Annotated[Mode, typer.Option("--mode", help="sim or udp.")] = Mode.sim,
-        sizes: Annotated[
-            str, typer.Option("--sizes", help="Comma-separated node counts (10k, 1m allowed).")
-        ] = "1000,10000",
-        fanout: Annotated[int, typer.Option("--fanout", help="Group size.")] = 16,
-        kills: Annotated[str, typer.Option("--kills", help="Kinds of kill, comma-separated.")] = (
-            "leaf,leader"
-        ),
-        seed: SeedOpt = 7,
-        json_out: JsonOut = None,
-        plot: PlotOut = None,
-        processes: ProcessesOpt = None,
-        base_port: BasePortOpt = DEFAULT_BASE_PORT,
-        steady_s: SteadyOpt = 3.0,
-        boot_timeout_s: BootOpt = 120.0,
-        after_ms: AfterOpt = 3000,
-        use_uvloop: UvloopOpt = None,
-    ) -> None:
-        """Notify time and datagrams per node against N, one run per size and kill."""
-        from hierclust.bench.sweep import flatness, parse_sizes
 
-        try:
-            size_list = parse_sizes(sizes)
-        except ValueError as exc:
-            base.fail(str(exc))
-        kill_list = [k.strip() for k in kills.split(",") if k.strip()]
-        for k in kill_list:
-            if k not in ("leaf", "leader", "root-leader"):
-                base.fail(f"--kills: expected leaf, leader or root-leader, got {k!r}")
-        from hierclust.bench.udp import BenchError
-        from hierclust.runtime.deploy import DeployError
+@app.command("sweep")
+def sweep(
+    mode: Annotated[Mode, typer.Option("--mode", help="sim or udp.")] = Mode.sim,
+    sizes: Annotated[
+        str, typer.Option("--sizes", help="Comma-separated node counts (10k, 1m allowed).")
+    ] = "1000,10000",
+    fanout: Annotated[int, typer.Option("--fanout", help="Group size, 2..64.")] = DEFAULT_FANOUT,
+    kills: Annotated[str, typer.Option("--kills", help="Kinds of kill, comma-separated.")] = (
+        "leaf,leader"
+    ),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every run.")] = 7,
+    as_json: JsonFlag = False,
+    out_path: OutOpt = None,
+    plot: PlotOut = None,
+    processes: ProcessesOpt = None,
+    base_port: BasePortOpt = DEFAULT_BASE_PORT,
+    steady_s: SteadyOpt = 3.0,
+    boot_timeout_s: BootOpt = 120.0,
+    after_ms: AfterOpt = 3000,
+    use_uvloop: UvloopOpt = None,
+) -> None:
+    """Notify time and datagrams per node against N.
 
-        _terminate_as_interrupt()
-        console = _console(json_out)
+    One run per size and kind of kill; --json prints the document on stdout, --out writes it.
+    """
+    from hierclust.bench.sweep import flatness, parse_sizes
+
+    check_outputs(out_path, plot, as_json)
+
+    try:
+        size_list = parse_sizes(sizes)
+    except ValueError as exc:
+        fail(str(exc), as_json)
+    kill_list = [k.strip() for k in kills.split(",") if k.strip()]
+    for k in kill_list:
+        if k not in ("leaf", "leader", "root-leader"):
+            fail(f"--kills: expected leaf, leader or root-leader, got {k!r}", as_json)
+    from hierclust.bench.udp import BenchError
+    from hierclust.runtime.errors import DeployError
+
+    with terminate_as_interrupt():
+        console = console_for(as_json)
         rows: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
         workdir = Path(tempfile.mkdtemp(prefix="hcbench-topo-", dir="/tmp"))
         try:
             for size in size_list:
                 topology, path = _topology(
-                    mode, None, size, fanout, base_port, workdir, name=f"t{size}.toml"
-                )
+                    mode, None, size, fanout, base_port, workdir, name=f"t{size}.toml",
+                    as_json=as_json,
+                )  # fmt: skip
                 for k in kill_list:
                     try:
                         (run,) = _runs(
                             mode, topology, path, k, 1, seed,
                             processes=processes, one_process_per_node=False, use_uvloop=use_uvloop,
                             steady_s=steady_s, after_ms=after_ms, boot_timeout_s=boot_timeout_s,
-                            label=f"{mode.value} {size:,} {k}",
+                            label=f"{mode.value} {size:,} {k}", as_json=as_json,
                         )  # fmt: skip
                     except DeployError as exc:
-                        base.fail(str(exc))
+                        fail(str(exc), as_json)
                     except BenchError as exc:
                         skipped.append({"nodes": size, "kill": k, "error": str(exc)})
                         console.print(f"{size:>9,} {k:<11} [yellow]failed:[/] {exc}")
@@ -368,48 +433,47 @@ def register(app: typer.Typer) -> None:
                 del topology
                 gc.collect()
         except KeyboardInterrupt:
-            base.err.print("[red]interrupted[/]: every process this run started was stopped")
-            raise typer.Exit(130) from None
+            err.print("[red]interrupted[/]: every process this run started was stopped")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        for row in rows:
-            check_report(row)
-        spread = flatness(rows)
-        result: dict[str, Any] = {
-            "runs": rows,
-            "summary": {
-                "mode": mode.value,
-                "sizes": size_list,
-                "fanout": fanout,
-                "kills": kill_list,
-                "msgs_per_node_spread": spread,
-            },
-        }
-        if skipped:
-            result["failed"] = skipped
-        _write_json(result, json_out)
-        console.print(
-            f"datagrams per node per second: largest deviation from the mean {spread}",
-            highlight=False,
-        )
-        if plot is not None:
-            from hierclust.bench.plots import sweep_plot
+    for row in rows:
+        check_report(row)
+    spread = flatness(rows)
+    result: dict[str, Any] = {
+        "runs": rows,
+        "summary": {
+            "mode": mode.value,
+            "sizes": size_list,
+            "fanout": fanout,
+            "kills": kill_list,
+            "msgs_per_node_spread": spread,
+        },
+    }
+    if skipped:
+        result["failed"] = skipped
+    write_json(result, as_json, out_path)
+    console.print(
+        f"datagrams per node per second: largest deviation from the mean {spread}",
+        highlight=False,
+    )
+    if plot is not None:
+        from hierclust.bench.plots import sweep_plot
 
-            sweep_plot(plot, rows, f"{mode.value} sweep, fan-out {fanout}, seed {seed}")
-            console.print(f"wrote {plot}")
+        sweep_plot(plot, rows, f"{mode.value} sweep, fan-out {fanout}, seed {seed}")
+        console.print(f"wrote {plot}")
 
 
 def _run_or_fail(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
     from hierclust.bench.udp import BenchError
-    from hierclust.runtime.deploy import DeployError
+    from hierclust.runtime.errors import DeployError
 
     try:
         return _runs(*args, **kwargs)
     except DeployError as exc:
-        base.fail(str(exc))
+        fail(str(exc), bool(kwargs.get("as_json")))
     except BenchError as exc:
-        base.err.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        refuse(str(exc), bool(kwargs.get("as_json")))
 
 
 def _vs_serf(
@@ -441,7 +505,7 @@ def _vs_serf(
             "series": {},
         }
     serf_runs: list[dict[str, Any]] = []
-    with base.progress_bar("serf") as bar:
+    with progress_bar("serf") as bar:
         task = bar.add_task("starting", total=1.0)
 
         def step(phase: str, done: float, total: float) -> None:
@@ -461,8 +525,7 @@ def _vs_serf(
                     )  # fmt: skip
                 )
             except SerfError as exc:
-                base.err.print(f"[red]error:[/] {exc}", highlight=False)
-                raise typer.Exit(1) from None
+                refuse(str(exc), bool(options.get("as_json")))
     serf_summary = summarize(serf_runs)
     hier = summarize(runs)
     ratios = serf_ratios(hier, serf_summary)
@@ -486,12 +549,13 @@ def _vs_serf(
     heartbeat_ms = round(topology.tuning.heartbeat_ms * hier_rate / serf_rate)
     tuning = serf_budget_tuning(heartbeat_ms)
     tuned, path = _topology(
-        mode, None, nodes, fanout, base_port, workdir, tuning, name="budget.toml"
-    )
+        mode, None, nodes, fanout, base_port, workdir, tuning, name="budget.toml",
+        as_json=bool(options.get("as_json")),
+    )  # fmt: skip
     if mode is Mode.sim:
         from hierclust.topology import from_dict, generate_document
 
-        document_ = generate_document(nodes, fanout or 16)
+        document_ = generate_document(nodes, fanout or DEFAULT_FANOUT)
         document_["defaults"] = tuning
         tuned = from_dict(document_, source=f"--nodes {nodes} (serf budget)")
     budget_runs = _run_or_fail(

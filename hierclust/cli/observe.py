@@ -1,0 +1,330 @@
+"""Looking at a running cluster: ``status``, ``members``, ``quorum``, ``events``.
+
+Every figure comes from :func:`hierclust.runtime.status.aggregate` (whose docstring defines alive,
+cut off, failed, left, suspect, led, quorate and votes present) or from the event logs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from hierclust.cli.common import JsonFlag, command_group, emit_json, fail, out, refuse
+from hierclust.cli.statedir import StateDirOpt, live, resolve
+from hierclust.cli.targets import known, rank_of
+from hierclust.topology import Topology
+
+app = command_group()
+
+GroupOpt = Annotated[
+    str | None,
+    typer.Option("--group", help="Only this group's subtree.", show_default=False),
+]
+STATE_COLOUR = {
+    "alive": "green",
+    "cut_off": "magenta",
+    "suspect": "yellow",
+    "failed": "red",
+    "left": "blue",
+}
+
+
+def check_group(topology: Topology, group: str | None, as_json: bool) -> None:
+    if group is not None and group not in topology.groups:
+        fail(
+            f"{group}: no group of that name in {topology.source}; {known(topology, group)}",
+            as_json,
+            group=group,
+        )
+
+
+@app.command("status")
+def status(
+    state_dir: StateDirOpt = None,
+    group: GroupOpt = None,
+    raw: Annotated[
+        bool,
+        typer.Option("--snapshots", hidden=True, help="Raw worker snapshots (for deploy --hosts)."),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """The group tree: leaders, terms, quorum, failed members.
+
+    Counts are the primary component's view: a node outside it is 'cut off', and a group whose
+    leader is failed or cut off has no leader. Quorum reads 'quorate (6 of 7 votes, needs 4)':
+    votes present, the group's votes, the majority it needs. With --group, every count is of
+    that subtree.
+    """
+    from hierclust.runtime.status import aggregate
+
+    if raw:
+        from hierclust.runtime.deploy import collect
+
+        directory = resolve(state_dir, "status", as_json, must_exist=False)
+        if not directory.is_dir():
+            emit_json({"snapshots": [], "errors": [f"{directory}: no such directory"]})
+            return
+        found, errors = collect(directory)
+        emit_json({"snapshots": found, "errors": errors})
+        return
+    _, topology, snapshots, errors = live(state_dir, "status", as_json)
+    check_group(topology, group, as_json)
+    summary = aggregate(topology, snapshots, errors, group)
+    if as_json:
+        emit_json(summary)
+        return
+    out.print(status_tree(topology, summary))
+
+
+def status_tree(topology: Topology, summary: dict[str, Any]) -> Tree:
+    """The status summary as a tree of groups, one line each."""
+    details = {d["name"]: d for d in summary["group_details"]}
+    where = topology.name if summary["group"] is None else f"{topology.name} {summary['group']}"
+    head = (
+        f"{where}: {summary['alive']}/{summary['nodes']} alive, {summary['cut_off']} cut off, "
+        f"{summary['suspect']} suspect, {summary['failed']} failed, {summary['left']} left "
+        f"({summary['maintenance']} in maintenance, {summary['drained']} drained); "
+        f"{summary['groups_led']}/{summary['groups']} led, {summary['groups_quorate']} quorate; "
+        f"{summary['datagrams_dropped']} datagrams dropped"
+    )
+    head = escape(head)
+    if not summary["primary"]:
+        head += "; [red]no primary component[/]"
+    tree = Tree(head)
+    top = topology.group(summary["group"]) if summary["group"] else topology.root
+
+    def add(node: Tree, name: str) -> None:
+        branch = node.add(group_line(details[name]))
+        for child in topology.group(name).children:
+            if child in details:
+                add(branch, child)
+
+    add(tree, top.name)
+    for error in summary["errors"]:
+        tree.add(f"[red]{escape(error)}[/]")
+    return tree
+
+
+def group_line(d: dict[str, Any]) -> str:
+    """One group: who leads it (only an alive leader counts), term, quorum, its members."""
+    from ClusterShell.NodeSet import NodeSet
+
+    leader = escape(d["leader"] or "")
+    if d["led"]:
+        lead = f"[green]led[/] {leader}"
+    elif d["leader"] is None:
+        lead = "[red]no leader[/]"
+    elif d["leader_state"] == "alive":
+        lead = f"[red]no leader[/] (members follow {leader})"
+    else:
+        lead = f"[red]no leader[/]: {leader} is {d['leader_state'].replace('_', ' ')}"
+    quorum = "[green]quorate[/]" if d["quorate"] else "[red]no quorum[/]"
+    text = (
+        f"[bold]{escape(d['name'])}[/] tier {d['tier']}: {lead}, term {d['term']}, {quorum} "
+        f"({d['votes_present']} of {d['votes']} votes, needs {d['quorum']})"
+    )
+    if d["members_alive"] is not None:
+        text += f", {d['members_alive']} alive"
+    if d["failed_members"]:
+        text += f", [red]failed: {escape(', '.join(d['failed_members']))}[/]"
+    if d["left_members"]:
+        text += f", [blue]left: {escape(', '.join(d['left_members']))}[/]"
+    if d["cut_off_members"]:
+        folded = str(NodeSet.fromlist(d["cut_off_members"]))
+        text += f", [magenta]cut off: {escape(folded)}[/]"
+    if d["admin_members"]:
+        by_mode: dict[str, list[str]] = {}
+        for name, mode in d["admin_members"].items():
+            by_mode.setdefault(mode, []).append(name)
+        text += "".join(f", {m}: {escape(', '.join(ns))}" for m, ns in sorted(by_mode.items()))
+    return text
+
+
+@app.command("members")
+def members(
+    state_dir: StateDirOpt = None,
+    group: GroupOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every node: state, admin mode, incarnation, groups led.
+
+    State is alive, cut off (cut_off in --json), suspect, failed or left, as in status.
+    """
+    from hierclust.runtime.status import aggregate
+
+    _, topology, snapshots, errors = live(state_dir, "members", as_json)
+    check_group(topology, group, as_json)
+    summary = aggregate(topology, snapshots, errors)
+    ranks = topology.group(group).ranks if group is not None else range(topology.num_nodes)
+    by_rank = {n["rank"]: n for s in snapshots for n in s["nodes"]}
+    states: dict[str, str] = {}
+    for state, key in (
+        ("suspect", "suspect_nodes"),
+        ("cut_off", "cut_off_nodes"),
+        ("left", "left_nodes"),
+        ("failed", "failed_nodes"),
+    ):
+        states.update(dict.fromkeys(summary[key], state))
+    modes = dict.fromkeys(summary["maintenance_nodes"], "maintenance")
+    modes.update((n, "drained") for n in summary["drained_nodes"])
+    leads: dict[str, list[str]] = {}
+    for d in summary["group_details"]:
+        if d["led"] and d["leader"]:
+            leads.setdefault(d["leader"], []).append(d["name"])
+    rows = []
+    for r in ranks:
+        name = topology.node_name(r)
+        rows.append(
+            {
+                "node": name,
+                "rank": r,
+                "state": states.get(name, "alive"),
+                "mode": modes.get(name, "active"),
+                "incarnation": by_rank.get(r, {}).get("incarnation"),
+                "leads": leads.get(name, []),
+                "address": str(topology.address(r)),
+            }
+        )
+    if as_json:
+        emit_json({"members": rows})
+        return
+    table = Table(title=f"{topology.name}: members")
+    for col in ("node", "state", "mode", "inc", "address", "leads"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            row["node"],
+            f"[{STATE_COLOUR[row['state']]}]{row['state'].replace('_', ' ')}[/]",
+            row["mode"] if row["mode"] != "active" else "",
+            str(row["incarnation"] or "-"),
+            row["address"],
+            ", ".join(row["leads"]),
+        )
+    out.print(table)
+
+
+@app.command("quorum")
+def quorum(
+    state_dir: StateDirOpt = None,
+    node: Annotated[
+        str | None, typer.Option("--node", help="Ask as this node.", show_default=False)
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Quorum per group, and who is in the primary component.
+
+    With --node: whether that node is in the primary component (exit 1 if it is not running).
+    """
+    from hierclust.runtime.status import aggregate
+
+    _, topology, snapshots, errors = live(state_dir, "quorum", as_json)
+    summary = aggregate(topology, snapshots, errors)
+    nodes = [n for s in snapshots for n in s["nodes"] if n.get("running")]
+    if node is not None:
+        rank = rank_of(topology, node, as_json)
+        nodes = [n for n in nodes if n["rank"] == rank]
+        if not nodes:
+            refuse(f"node {node} is not running", as_json, node=node)
+    result = {
+        "groups": len(topology.by_index),
+        "groups_quorate": summary["groups_quorate"],
+        "in_primary": sum(1 for n in nodes if n.get("in_primary")),
+        "nodes": len(nodes),
+        "group_quorum": {
+            d["name"]: {
+                "quorate": d["quorate"],
+                "votes": d["votes"],
+                "votes_present": d["votes_present"],
+                "quorum": d["quorum"],
+                "term": d["term"],
+            }
+            for d in summary["group_details"]
+        },
+    }
+    if node is not None:
+        result["node"] = node
+        result["primary"] = bool(nodes[0].get("in_primary"))
+    if as_json:
+        emit_json(result)
+        return
+    out.print(
+        f"{result['groups_quorate']}/{result['groups']} groups quorate; "
+        f"{result['in_primary']}/{result['nodes']} running nodes in the primary component",
+        highlight=False,
+    )
+
+
+@app.command("events")
+def events(
+    state_dir: StateDirOpt = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Node events, oldest first, one line each.
+
+    \b
+    Columns: TIME NODE EVENT, then the event's fields as FIELD=VALUE.
+      TIME   wall-clock time on this host (HH:MM:SS.mmm), converted from the
+             monotonic clock that every worker of this host stamps events with
+      NODE   the node the event happened on
+      EVENT  what happened: NoticeLearned, LeaderChanged, ElectionStarted,
+             LeaseChanged, ViewChanged, QuorumChanged, VoteGranted; the runtime
+             adds Booted, Crashed (killed, or a failed write) and Stopped
+             (a clean stop)
+      FIELD=VALUE  a field of the event (a notice: kind, node rank, incarnation)
+
+    With --json: the records as logged, one JSON object per line; t_ns is that
+    monotonic clock (CLOCK_MONOTONIC) in nanoseconds.
+    """
+    directory = resolve(state_dir, "events", as_json)
+    offsets: dict[Path, int] = {}
+    wall_offset_ns = time.time_ns() - time.monotonic_ns()
+    try:
+        while True:
+            batch: list[dict[str, Any]] = []
+            for path in sorted(directory.glob("events-*.jsonl")):
+                with open(path, "rb") as handle:
+                    handle.seek(offsets.get(path, 0))
+                    data = handle.read()
+                complete = data[: data.rfind(b"\n") + 1]
+                offsets[path] = offsets.get(path, 0) + len(complete)
+                for line in complete.splitlines():
+                    try:
+                        batch.append(json.loads(line))
+                    except ValueError:
+                        continue
+            batch.sort(key=lambda r: r.get("t_ns", 0))
+            for record in batch:
+                text = json.dumps(record) if as_json else event_line(record, wall_offset_ns)
+                print(text, flush=True)
+            if not follow:
+                return
+            time.sleep(0.2)
+    except (KeyboardInterrupt, BrokenPipeError):
+        return
+
+
+def event_line(record: dict[str, Any], wall_offset_ns: int) -> str:
+    """``TIME NODE EVENT FIELD=VALUE ...``; TIME is the wall clock of ``t_ns`` (monotonic) given
+    ``wall_offset_ns`` = wall clock - monotonic clock, both read on this host."""
+    fields = {k: v for k, v in record.items() if k not in ("t_ns", "node", "rank", "event")}
+    if "notice" in fields:
+        n = fields.pop("notice")
+        if n["kind"] == "admin":
+            fields["notice"] = f"{n['mode']} ranks {n['node']}+{n['count']} seq {n['seq']}"
+        else:
+            fields["notice"] = f"{n['kind']} rank {n['node']} inc {n['incarnation']}"
+    rest = " ".join(f"{k}={v}" for k, v in fields.items())
+    wall_ns = int(record.get("t_ns", 0)) + wall_offset_ns
+    stamp = time.strftime("%H:%M:%S", time.localtime(wall_ns // 1_000_000_000))
+    stamp += f".{wall_ns // 1_000_000 % 1000:03d}"
+    return f"{stamp} {record.get('node', '-')} {record.get('event')} {rest}".rstrip()

@@ -1,0 +1,135 @@
+"""``status`` aggregation from worker snapshots: the primary component's view, votes present,
+subtree counts. Snapshots are written by hand (what workers answer), no process runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hierclust.runtime.status import aggregate
+from hierclust.topology import Topology, load
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def demo() -> Topology:
+    return load(REPO / "topologies" / "demo.toml")  # racks a, b, c of 21 nodes; 7 per leaf
+
+
+def leader_of(topology: Topology, group: int) -> int:
+    """Leaf groups are led by their first member, slot groups by their first child's leader."""
+    g = topology.by_index[group]
+    return g.first_rank if g.is_leaf else leader_of(topology, topology.slots(g)[0].index)
+
+
+def snapshots(
+    topology: Topology,
+    cut: set[int] = frozenset(),  # type: ignore[assignment]
+    failed: dict[int, bool] | None = None,
+    no_primary: bool = False,
+) -> list[dict[str, Any]]:
+    """One worker's snapshot: every node running; groups led as in :func:`leader_of`; nodes in
+    ``cut`` outside the primary component; every primary node holding the ``failed`` notices
+    (rank -> planned)."""
+    nodes: dict[int, dict[str, Any]] = {
+        r: {
+            "rank": r,
+            "name": topology.node_name(r),
+            "running": True,
+            "incarnation": 1,
+            "in_primary": not no_primary and r not in cut,
+            "groups": [],
+            "failed": [],
+        }
+        for r in range(topology.num_nodes)
+    }
+    for g in topology.by_index:
+        leader = leader_of(topology, g.index)
+        members = (
+            g.ranks if g.is_leaf else [leader_of(topology, c.index) for c in topology.slots(g)]
+        )
+        for r in members:
+            nodes[r]["groups"].append(
+                {"group": g.index, "leader": leader, "term": 1, "leading": r == leader,
+                 "lease": r == leader, "quorate": True}
+            )  # fmt: skip
+    for node in nodes.values():
+        if node["in_primary"]:
+            node["failed"] = [[f, 1, planned] for f, planned in (failed or {}).items()]
+    return [{"ranks": list(nodes), "nodes": list(nodes.values()), "admin": []}]
+
+
+def by_name(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {d["name"]: d for d in summary["group_details"]}
+
+
+def test_all_well() -> None:
+    topology = demo()
+    summary = aggregate(topology, snapshots(topology))
+    assert (summary["alive"], summary["cut_off"], summary["failed"]) == (63, 0, 0)
+    assert summary["groups_led"] == summary["groups_quorate"] == 13 and summary["primary"]
+    groups = by_name(summary)
+    assert groups["demo"]["votes_present"] == groups["demo"]["votes"] == 3
+    assert groups["demo"]["quorum"] == 2
+    assert (groups["rack-a.t0.0"]["votes_present"], groups["rack-a.t0.0"]["quorum"]) == (7, 4)
+
+
+def test_a_partitioned_rack_is_cut_off_and_its_leaders_lead_nothing() -> None:
+    """partition rack-c: the primary component declared rack-c's leader dn43 failed; the other
+    20 nodes of rack-c run on, led among themselves, outside the primary component."""
+    topology = demo()
+    rack_c = set(topology.group("rack-c").ranks)
+    summary = aggregate(topology, snapshots(topology, cut=rack_c, failed={42: False}))
+    assert (summary["alive"], summary["cut_off"], summary["failed"]) == (42, 20, 1)
+    assert summary["failed_nodes"] == ["dn43"] and len(summary["cut_off_nodes"]) == 20
+    assert summary["groups_led"] == summary["groups_quorate"] == 9
+    groups = by_name(summary)
+    assert groups["demo"]["led"] and groups["demo"]["votes_present"] == 2
+    for name, leader, state in (
+        ("rack-c", "dn43", "failed"),
+        ("rack-c.t0.0", "dn43", "failed"),
+        ("rack-c.t0.1", "dn50", "cut_off"),
+    ):
+        assert groups[name]["leader"] == leader and groups[name]["leader_state"] == state
+        assert not groups[name]["led"] and not groups[name]["quorate"]
+    assert groups["rack-c.t0.0"]["failed_members"] == ["dn43"]
+    assert groups["rack-c.t0.0"]["members_alive"] == 0
+    assert groups["rack-c.t0.1"]["cut_off_members"] == [f"dn{i}" for i in range(50, 57)]
+
+
+def test_group_counts_its_subtree_only() -> None:
+    topology = demo()
+    rack_c = set(topology.group("rack-c").ranks)
+    snaps = snapshots(topology, cut=rack_c, failed={42: False})
+    c = aggregate(topology, snaps, group="rack-c")
+    assert (c["group"], c["nodes"], c["groups"]) == ("rack-c", 21, 4)
+    assert (c["alive"], c["cut_off"], c["failed"], c["groups_led"]) == (0, 20, 1, 0)
+    assert [d["name"] for d in c["group_details"]] == [
+        "rack-c", "rack-c.t0.0", "rack-c.t0.1", "rack-c.t0.2",
+    ]  # fmt: skip
+    a = aggregate(topology, snaps, group="rack-a.t0.1")
+    assert (a["nodes"], a["alive"], a["failed"], a["groups"], a["groups_led"]) == (7, 7, 0, 1, 1)
+    assert a["failed_nodes"] == [] and a["cut_off_nodes"] == []
+
+
+def test_without_a_primary_component_nobody_is_cut_off() -> None:
+    """While the root has no quorum (at boot, or after losing its leader) no node is in the
+    primary component: running nodes count as alive and groups as led by their lease."""
+    topology = demo()
+    summary = aggregate(topology, snapshots(topology, no_primary=True))
+    assert not summary["primary"]
+    assert (summary["alive"], summary["cut_off"], summary["groups_led"]) == (63, 0, 13)
+
+
+def test_a_planned_departure_is_left_and_its_slot_is_not_counted() -> None:
+    topology = demo()
+    snaps = snapshots(topology, failed={7: True})  # dn08, leader of rack-a.t0.1, drained
+    for node in snaps[0]["nodes"]:
+        if node["rank"] == 7:
+            node["running"] = False
+    summary = aggregate(topology, snaps)
+    groups = by_name(summary)
+    assert summary["left_nodes"] == ["dn08"] and summary["failed"] == 0
+    assert groups["rack-a.t0.1"]["leader_state"] == "left" and not groups["rack-a.t0.1"]["led"]
+    assert groups["rack-a.t0.1"]["votes_present"] == 6
+    assert groups["rack-a"]["votes_present"] == 2, "a slot counts when its group is led"
