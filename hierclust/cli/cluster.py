@@ -143,8 +143,8 @@ def witness(
 
     Serves every witness of the topology whose address is on 127.0.0.1.
     """
-    from hierclust.runtime.deploy import resolve_keyring
     from hierclust.runtime.context import local_witnesses
+    from hierclust.runtime.deploy import resolve_keyring
     from hierclust.runtime.worker import run, run_worker
 
     topology = load_or_fail(topology_file, as_json)
