@@ -37,8 +37,10 @@ def test_sim_kill_by_name_on_a_topology_file() -> None:
 
 
 def test_sim_fanout_defaults_to_16_like_topology_and_bench() -> None:
-    report = sim_json("--nodes", "64")  # four leaf groups of 16 (of 8 at --fanout 8)
-    assert report["fanout"] == 16 and report["nodes"] == 64
+    # odd groups of at most 16: five of 11 and one of 9 (at --fanout 8: seven of 7, three of 5)
+    report = sim_json("--nodes", "64")
+    assert report["fanout"] == 11 and report["nodes"] == 64
+    assert sim_json("--nodes", "64", "--fanout", "8")["fanout"] == 7
 
 
 def test_sim_bad_input_exits_2() -> None:
