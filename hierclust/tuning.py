@@ -1,5 +1,5 @@
 """Every protocol tunable, in one place, with its default and what it trades off; and the hard
-limits (DESIGN section 6).
+limits (docs/architecture.md §6).
 
 It imports nothing of the package: the protocol core, the topology loader and the codec all read
 it, and none of them needs another for it.
@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-# Hard limits of DESIGN section 6. Not tunables: the wire format and the memory plan rely on them.
+# Hard limits (docs/architecture.md §6). Not tunables: the wire format and the memory plan rely on them.
 MAX_TIER_DEPTH = 8
 MAX_GROUP_SIZE = 64
 MAX_DATAGRAM_BYTES = 1400

@@ -1,4 +1,4 @@
-"""Sweeps: one benchmark mode over growing sizes; one row (a DESIGN section 5 report) per size
+"""Sweeps: one benchmark mode over growing sizes; one row (a report in the shared schema (docs/architecture.md §5)) per size
 and kill, and the spread of datagrams per node across sizes (flat is the goal)."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ node loses its pending timers and inbound datagrams; a paused node keeps them an
 node with a skewed clock sees ``now`` and its timers at its own rate.
 
 Events (``Emit``) go to the safety checker as they happen and into compact per-run records from
-which the report (DESIGN section 5) is computed.
+which the report (docs/architecture.md §5) is computed.
 """
 
 from __future__ import annotations
