@@ -3,7 +3,8 @@
     python bench/sim_propagation.py [--sizes 1000,10000,100000] [--fanout 16]
                                     [--kills leaf,leader] [--seed 7] [--after-ms 3000]
 
-Each run is a fresh subprocess (so its peak RSS is its own) and prints a report in the shared schema (docs/architecture.md §5);
+Each run is a fresh subprocess (so its peak RSS is its own) and prints a report
+(docs/architecture.md §5);
 the document is ``{"runs": [...], "summary": {...}}`` with ``wall_s`` and ``peak_rss_mib`` added
 per run under ``"sim"``.
 """

@@ -15,7 +15,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-# Hard limits (docs/architecture.md §6). Not tunables: the wire format and the memory plan rely on them.
+# Hard limits (docs/architecture.md §6). Not tunables: the wire format and the memory plan rely
+# on them.
 MAX_TIER_DEPTH = 8
 MAX_GROUP_SIZE = 64
 MAX_DATAGRAM_BYTES = 1400

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A benchmark run boots a cluster, measures a steady window, crashes one victim and records when
-each survivor learned of the crash. Every run produces one report in the shared schema (docs/architecture.md §5)
+each survivor learned of the crash. Every run produces one report (docs/architecture.md §5)
 (:data:`hierclust.sim.scenario.REPORT_FIELDS`); a benchmark writes
 ``{"runs": [...], "summary": {...}}`` where the summary holds the per-field medians
 (:mod:`hierclust.bench.report`, pure functions).

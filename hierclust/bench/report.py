@@ -21,11 +21,12 @@ __all__ = [
 
 
 class SchemaError(ValueError):
-    """A report that lacks a field of the report schema (docs/architecture.md §5) or has one of the wrong type."""
+    """A report that lacks a report field (docs/architecture.md §5) or has one of the wrong type."""
 
 
 def check_report(report: dict[str, Any]) -> None:
-    """Raise :class:`SchemaError` unless ``report`` has every field of the report schema (docs/architecture.md §5)."""
+    """Raise :class:`SchemaError` unless ``report`` has every field of the report schema
+    (docs/architecture.md §5)."""
     missing = [key for key in REPORT_FIELDS if key not in report]
     if missing:
         raise SchemaError(f"report lacks {', '.join(missing)}")

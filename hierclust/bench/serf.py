@@ -308,7 +308,8 @@ def serf_run(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """One Serf run: start, converge, measure a steady window, SIGKILL one agent, wait until
-    every survivor logs ``EventMemberFailed`` for it; a report in the shared schema (docs/architecture.md §5) (mode "serf")."""
+    every survivor logs ``EventMemberFailed`` for it; a report (docs/architecture.md §5) with
+    mode "serf"."""
     with SerfCluster(nodes) as cluster:
         started = time.monotonic_ns()
         cluster.start(progress)

@@ -21,7 +21,7 @@ def sim_runs(
     after_ms: int = 3000,
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """One report in the shared schema (docs/architecture.md §5) per repeat; repeat ``i`` uses seed ``seed + i``."""
+    """One report (docs/architecture.md §5) per repeat; repeat ``i`` uses seed ``seed + i``."""
     runs: list[dict[str, Any]] = []
     for i in range(repeats):
 

@@ -1,5 +1,5 @@
-"""Sweeps: one benchmark mode over growing sizes; one row (a report in the shared schema (docs/architecture.md §5)) per size
-and kill, and the spread of datagrams per node across sizes (flat is the goal)."""
+"""Sweeps: one benchmark mode over growing sizes; one row (a report, docs/architecture.md §5) per
+size and kill, and the spread of datagrams per node across sizes (flat is the goal)."""
 
 from __future__ import annotations
 

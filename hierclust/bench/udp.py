@@ -1,4 +1,4 @@
-"""UDP benchmark runs: real agents on 127.0.0.1, one report in the shared schema (docs/architecture.md §5) per repeat.
+"""UDP benchmark runs: real agents on 127.0.0.1, one report (docs/architecture.md §5) per repeat.
 
 Built on :class:`hierclust.runtime.demo.Demo` (deploy, status, event-log analysis, stop by PID).
 A repeat deploys a fresh state directory, waits for every group's leader, settles, measures a

@@ -288,7 +288,8 @@ def bench(
     """Failure-propagation benchmarks: JSON reports and plots.
 
     Without a subcommand: boot a cluster (in the simulator, or real agents over UDP on this
-    host), measure a steady window, kill one node and report, in the shared report schema (docs/architecture.md §5);
+    host), measure a steady window, kill one node and report (the schema is in
+    docs/architecture.md §5);
     --vs serf runs Serf on the same box for comparison. --json prints the document (every
     run's report under "runs", their medians under "summary") on stdout, --out writes it to a
     file.

@@ -61,8 +61,8 @@ def sim(
     """Simulate the protocol: one kill, or fuzzing (sim fuzz).
 
     Without a subcommand: boot a topology in the simulator (the real protocol core in virtual
-    time), kill one node and report, in the shared report schema (docs/architecture.md §5). The same seed gives the
-    same report.
+    time), kill one node and report (the schema is in docs/architecture.md §5). The same seed
+    gives the same report.
     """
     if ctx.invoked_subcommand is not None:
         return

@@ -2,7 +2,8 @@
 and report from the event logs when each node learned each failure.
 
 All times come from ``time.monotonic_ns()``, one clock for every process on the host; each kill
-is timed where it happens (inside the worker). Figures follow the names of the report schema (docs/architecture.md §5).
+is timed where it happens (inside the worker). Figures follow the names of the report schema
+(docs/architecture.md §5).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Ready-made simulations: boot a topology, measure a steady window, kill one node, report.
 
-The report has the fields of the report schema (docs/architecture.md §5) (shared with the UDP benchmark), ``mode = "sim"``;
-simulator-only diagnostics sit under ``"sim"``.
+The report has the fields of the report schema (docs/architecture.md §5, shared with the UDP
+benchmark), ``mode = "sim"``; simulator-only diagnostics sit under ``"sim"``.
 """
 
 from __future__ import annotations
@@ -148,7 +148,8 @@ def run_kill(
     sizer: Callable[[Any], int] | None = None,
     tiebreakers: bool = True,
 ) -> dict[str, Any]:
-    """Boot, wait for leaders, measure a steady window, kill, measure; one report in the shared schema (docs/architecture.md §5)."""
+    """Boot, wait for leaders, measure a steady window, kill, measure; one report
+    (docs/architecture.md §5)."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
     network = Network(
         random.Random(plan.seed),
