@@ -151,7 +151,7 @@ class Detection(NodeState):
             # the notices speak of (a Failure of it already known is then simply no news)
             inc = max(1, *self._known_about(node))
         planned = self.admin is not None and self.admin_mode(node) != ACTIVE
-        notice = Failure(node, inc, gs.gi, self.rank, gs.term, now, planned)
+        notice = Failure(node, inc, gs.gi, self.rank, gs.term, planned)
         if self.pending is not None:
             self.pending.pop(node, None)
         if self._learn(now, notice, None, out):

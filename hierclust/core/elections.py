@@ -127,11 +127,13 @@ class Elections(NodeState):
     def _next_term(self, now: int, gs: GroupState) -> int:
         """Leaf groups count terms (their voters never change and persist their votes). Above
         them a slot's holder can change, and every node that knew the group's term may be gone,
-        so a term is also at least the candidate's clock in ms: a fencing token never repeats
-        as long as clocks agree better than the time between two elections of the group."""
+        so a term is also at least the candidate's wall clock in ms (a hybrid logical clock):
+        terms grow by one while anyone knows the last, and even when all who knew it are gone,
+        as long as wall clocks agree better than the time between two elections of the group
+        (docs/architecture.md §4, Time)."""
         if gs.leaf:
             return gs.term + 1
-        return max(gs.term + 1, now // 1_000_000)
+        return max(gs.term + 1, self._wall_ms(now))
 
     def _check_prevote(self, now: int, gs: GroupState, out: list[Effect]) -> None:
         if gs.grants.bit_count() + (1 if gs.tie_granted else 0) >= gs.quorum:

@@ -18,6 +18,7 @@ this node itself failed in its current incarnation makes it refute (a new incarn
 from __future__ import annotations
 
 import heapq
+from dataclasses import replace
 from typing import Final
 
 from hierclust.core.messages import (
@@ -28,10 +29,11 @@ from hierclust.core.messages import (
 )
 from hierclust.core.state import (
     LEADER,
+    NEVER,
     GroupState,
     NodeState,
 )
-from hierclust.core.timeouts import retransmit_delay
+from hierclust.core.timeouts import MS, retransmit_delay
 from hierclust.core.types import (
     Admin,
     Effect,
@@ -104,8 +106,11 @@ class Flood(NodeState):
         key = notice_key(notice)
         tm = self.layout.timing[self.path[0]]
         failure = type(notice) is Failure
-        if failure and notice.detected_at_ns + tm.ttl <= now:  # type: ignore[union-attr]
+        if failure and notice.age_ms * MS >= tm.ttl:  # type: ignore[union-attr]
             return False  # aged out (a late retransmit or a pull from a node yet to compact)
+        forgotten = self.forgotten
+        if forgotten and now < forgotten.get(key, NEVER):
+            return False  # compacted here already; the sender reckons its age a little lower
         known = self.known
         if known is None:
             known = self.known = {}
@@ -120,9 +125,14 @@ class Flood(NodeState):
         self.dcount += 1
         self.dhash ^= mix_key(key)
         if failure:
+            # dated by our own clock: now, less the age the sender reckoned
+            born = now - notice.age_ms * MS  # type: ignore[union-attr]
+            if self.born is None:
+                self.born = {}
+            self.born[key] = born
             if self.expiry is None:
                 self.expiry = []
-            entry = (notice.detected_at_ns + tm.ttl, notice.node)  # type: ignore[union-attr]
+            entry = (born + tm.ttl, notice.node)
             heapq.heappush(self.expiry, entry)
             if self.expiry[0] is entry:
                 out.append(SetTimer(_COMPACT_KEY, entry[0]))
@@ -130,12 +140,32 @@ class Flood(NodeState):
             # compaction: forget the node we first heard about (dict order = learning order)
             oldest = next(iter(known))
             for n in known.pop(oldest):
-                self.dcount -= 1
-                self.dhash ^= mix_key(notice_key(n))
+                self._unlearn(n)
         out.append(Emit(NoticeLearned(notice, via)))
         if type(notice) is Failure and notice.node == self.rank and notice.incarnation == self.inc:
             self._refute(out)
         return True
+
+    def _unlearn(self, notice: Notice) -> int:
+        """Take a failure or alive notice out of the digest and the dating; its key."""
+        key = notice_key(notice)
+        self.dcount -= 1
+        self.dhash ^= mix_key(key)
+        if self.born is not None:
+            self.born.pop(key, None)
+        return key
+
+    def _aged(self, now: int, notices: tuple[Notice, ...]) -> tuple[Notice, ...]:
+        """``notices`` as they go out now: each failure notice carries its age by our clock."""
+        born = self.born
+        if not born or not any(type(n) is Failure for n in notices):
+            return notices
+        return tuple(
+            replace(n, age_ms=(now - born[key]) // MS)
+            if type(n) is Failure and (key := notice_key(n)) in born
+            else n
+            for n in notices
+        )
 
     def _known_about(self, node: int) -> tuple[int, int]:
         """(highest incarnation declared failed, highest incarnation announced alive) of ``node``
@@ -151,26 +181,38 @@ class Flood(NodeState):
 
     def _compact(self, now: int, out: list[Effect]) -> None:
         """Forget every notice about a node once its newest failure notice is ``notice_ttl_ms``
-        old (by the detector's ``detected_at_ns``, so every node drops the same notices at about
-        the same instant and digests stay equal). Its alive notices go with it: they only mean
-        something next to a failure."""
+        old. Every node dates a notice by its own clock from the age its sender reckoned, so
+        nodes forget it within a transit time or so of each other and digests agree again right
+        after; what is forgotten stays forgotten for another ``notice_ttl_ms`` (a peer that still
+        holds it for a moment must not hand it back). Alive notices go with the failure: they
+        only mean something next to it."""
         expiry = self.expiry
         known = self.known
         if expiry is None or known is None:
             return
         ttl = self.layout.timing[self.path[0]].ttl
+        born = self.born or {}
+        forgotten = self.forgotten
+        if forgotten:
+            # keys are added in order of forgetting, so the oldest come first
+            while forgotten and next(iter(forgotten.values())) <= now:
+                del forgotten[next(iter(forgotten))]
         while expiry and expiry[0][0] <= now:
             _, node = heapq.heappop(expiry)
             about = known.get(node)
             if about is None:
                 continue
-            newest = max((n.detected_at_ns for n in about if type(n) is Failure), default=None)
+            newest = max(
+                (born[k] for n in about if type(n) is Failure and (k := notice_key(n)) in born),
+                default=None,
+            )
             if newest is not None and newest + ttl > now:
                 continue  # a newer failure of this node keeps the record (its own entry waits)
             del known[node]
+            if forgotten is None:
+                forgotten = self.forgotten = {}
             for n in about:
-                self.dcount -= 1
-                self.dhash ^= mix_key(notice_key(n))
+                forgotten[self._unlearn(n)] = now + ttl
         if expiry:
             out.append(SetTimer(_COMPACT_KEY, expiry[0][0]))
         else:
@@ -216,7 +258,7 @@ class Flood(NodeState):
         self, now: int, dst: int, via: int, notices: tuple[Notice, ...], out: list[Effect]
     ) -> None:
         self.seq += 1
-        msg = Notices(via, self.seq, notices)
+        msg = Notices(via, self.seq, self._aged(now, notices))
         out.append(Send(dst, msg))
         tm = self.layout.timing[via] if via >= 0 else self.layout.timing[self.path[0]]
         if tm.retransmit_max <= 0:
@@ -298,10 +340,10 @@ class Flood(NodeState):
         for notice in self.known_notices():
             batch.append(notice)
             if len(batch) == MAX_NOTICES_PER_MESSAGE:
-                out.append(Send(src, Notices(msg.group, 0, tuple(batch))))
+                out.append(Send(src, Notices(msg.group, 0, self._aged(now, tuple(batch)))))
                 batch = []
                 sent += 1
                 if sent >= MAX_PULL_BATCHES:
                     return
         if batch:
-            out.append(Send(src, Notices(msg.group, 0, tuple(batch))))
+            out.append(Send(src, Notices(msg.group, 0, self._aged(now, tuple(batch)))))

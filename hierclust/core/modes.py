@@ -118,7 +118,10 @@ class Modes(NodeState):
         for first, count in ranges:
             if count <= 0 or first < 0 or first + count > size:
                 raise ValueError(f"admin range {first}+{count} outside ranks 0..{size - 1}")
-        seq = max(self.admin_seq + 1, now // 1_000_000)
+        # after everything this node has seen, and at least its wall clock in ms (a hybrid
+        # logical clock: commands from different hosts that have not seen each other are
+        # ordered by wall clocks, then issuer)
+        seq = max(self.admin_seq + 1, self._wall_ms(now))
         fresh = [
             n
             for first, count in ranges

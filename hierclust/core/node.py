@@ -97,6 +97,7 @@ from hierclust.core.types import (
     Start,
     TimerFired,
     Unreachable,
+    WallClock,
 )
 
 __all__ = ["Node", "PersistentState"]
@@ -118,7 +119,10 @@ class Node(Heartbeats, Detection, Elections, Slots, Flood, Modes):
         elif kind is TimerFired:
             self._on_timer(now, inp.key, out)  # type: ignore[union-attr]
         elif kind is Start:
+            self.wall = inp.wall_offset_ns  # type: ignore[union-attr]
             self._on_start(now, out)
+        elif kind is WallClock:
+            self.wall = inp.offset_ns  # type: ignore[union-attr]
         elif kind is LoopLag:
             tm = self.layout.timing[self.path[0]]
             self.health = health_after(self.health, inp.lag_ms, tm.heartbeat // 1_000_000)  # type: ignore[union-attr]

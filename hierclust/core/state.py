@@ -270,6 +270,9 @@ class NodeState:
         "admin",
         "admin_seq",
         "mode",
+        "wall",
+        "born",
+        "forgotten",
     )
 
     def __init__(
@@ -312,6 +315,12 @@ class NodeState:
         self.admin: dict[int, Admin] | None = None
         self.admin_seq = 0
         self.mode = ACTIVE  # our own admin mode
+        self.wall = 0  # this host's wall clock minus its monotonic clock (Start, WallClock)
+        # failure notices by notice_key -> when we date the detection, by our own clock
+        self.born: dict[int, int] | None = None
+        # notices compacted away by age, by notice_key -> until when they stay forgotten (a
+        # late copy from a peer whose reckoning of the age is behind ours is not learned anew)
+        self.forgotten: dict[int, int] | None = None
         self.inc = incarnation
         if persisted is not None:
             self.inc = max(incarnation, persisted.incarnation + 1)
@@ -509,6 +518,11 @@ class NodeState:
     def _bump_view(self, gs: GroupState, out: list[Effect]) -> None:
         gs.view_id += 1
         out.append(Emit(ViewChanged(gs.gi, gs.view_id)))
+
+    def _wall_ms(self, now: int) -> int:
+        """This host's wall clock in ms: what upper-tier terms and admin commands start from when
+        the node knows of no higher value (they never go below what it knows)."""
+        return (now + self.wall) // 1_000_000
 
     def _refute(self, out: list[Effect]) -> None:
         """We were declared failed while alive: come back as a new incarnation."""

@@ -19,7 +19,7 @@ the same events, so what is tested is what users see.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 NodeId = int
@@ -37,10 +37,14 @@ class Failure:
     group: GroupId
     detected_by: NodeId
     term: int
-    detected_at_ns: int
     planned: bool = False
     """The node was in maintenance or drained when its leader declared it: a planned departure,
     not a fault (the detector read its admin mode from the :class:`Admin` notices it held)."""
+    age_ms: int = field(default=0, compare=False)
+    """How long ago the failure was detected, as the sender reckons it when it sends the notice
+    (a duration, never an instant of the sender's clock). The receiver dates the notice by its
+    own clock, ``now - age``, and forgets it ``notice_ttl_ms`` after that. Not part of the
+    notice's identity or equality."""
 
     @property
     def identity(self) -> tuple[str, NodeId, int]:
@@ -100,7 +104,21 @@ Notice = Failure | Alive | Admin
 # -- inputs ----------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Start:
-    """First input after construction (or restart); the node schedules its timers."""
+    """First input after construction (or restart); the node schedules its timers.
+    ``wall_offset_ns``: this host's wall clock minus the monotonic clock ``now`` comes from (see
+    :class:`WallClock`)."""
+
+    wall_offset_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WallClock:
+    """The host's wall clock moved against its monotonic clock (a step, a slew, NTP): the new
+    ``wall - monotonic`` offset. The node reads the wall clock only to make upper-tier terms and
+    admin commands grow past values it may have forgotten (a hybrid logical clock); no decision
+    compares it with another node's clock."""
+
+    offset_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +156,7 @@ class Command:
     args: tuple[Any, ...] = ()
 
 
-Input = Start | Received | TimerFired | Unreachable | LoopLag | Command
+Input = Start | Received | TimerFired | Unreachable | LoopLag | Command | WallClock
 
 
 # -- effects ---------------------------------------------------------------------------------------

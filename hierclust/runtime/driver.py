@@ -75,6 +75,12 @@ MAX_EARLY_DATAGRAMS = 4096
 are lost, counted as suppressed)."""
 
 
+def wall_offset_ns() -> int:
+    """This host's wall clock minus its monotonic clock (what the core adds to ``now`` to read
+    the wall clock; see :class:`~hierclust.core.types.WallClock`)."""
+    return time.time_ns() - time.monotonic_ns()
+
+
 @dataclass(slots=True)
 class DriverStats:
     sent: int = 0
@@ -185,7 +191,7 @@ class NodeDriver:
                 "amnesiac": self.amnesiac,
             }
         )
-        self.feed(Start())
+        self.feed(Start(wall_offset_ns()))
 
     def crash(self, reason: str = "killed", event: str = "Crashed") -> None:
         """Stop at once, as a crash would: socket closed, timers dropped, no goodbye. ``event``

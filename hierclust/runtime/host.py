@@ -17,12 +17,14 @@ from typing import Any
 
 from hierclust.codec import Keyring
 from hierclust.core.timeouts import MS
-from hierclust.core.types import Command, LoopLag
+from hierclust.core.types import Command, LoopLag, WallClock
 from hierclust.runtime.context import HostContext, local_witnesses
-from hierclust.runtime.driver import NodeDriver
+from hierclust.runtime.driver import NodeDriver, wall_offset_ns
 from hierclust.runtime.tiebreak import WitnessServer
 
 _LOG = logging.getLogger("hierclust.runtime")
+WALL_MOVED_NS = MS
+"""How far the wall clock must move against the monotonic clock before the nodes are told."""
 BOOT_BATCH = 8
 BOOT_PAUSE_S = 0.02
 """Boot pacing: ``BOOT_BATCH`` nodes, then a pause that also runs whatever the loop has queued
@@ -72,10 +74,13 @@ class NodeHost:
         self._lag_task = asyncio.get_running_loop().create_task(self._lag_monitor())
 
     async def _lag_monitor(self) -> None:
-        """Every heartbeat: sample our own lateness, report the worst lag to every node."""
+        """Every heartbeat: sample our own lateness, report the worst lag to every node; and when
+        the wall clock moved against the monotonic clock (a step, a slew, NTP), tell every node
+        the new offset."""
         ctx = self.ctx
         period = ctx.heartbeat_ns
         due = time.monotonic_ns() + period
+        wall = wall_offset_ns()
         while True:
             await asyncio.sleep(max(0, due - time.monotonic_ns()) / 1e9)
             now = time.monotonic_ns()
@@ -84,9 +89,15 @@ class NodeHost:
             ctx.lag_total_max_ns = max(ctx.lag_total_max_ns, ctx.lag_max_ns)
             ctx.last_lag_ms = int(lag_ms)
             ctx.lag_max_ns = 0
+            offset = wall_offset_ns()
+            moved = abs(offset - wall) >= WALL_MOVED_NS
+            if moved:
+                wall = offset
             for driver in self.drivers.values():
                 if driver.running:
                     driver.feed(LoopLag(int(lag_ms)))
+                    if moved:
+                        driver.feed(WallClock(offset))
             due = max(due + period, now)
 
     # -- lab operations ---------------------------------------------------------------------------

@@ -3,9 +3,11 @@
 Each schedule is a pure function of its seed: a small generated topology (sometimes with a witness
 on an even group), a boot, a fault phase with a random mix of crashes, restarts with and without
 disk, pauses, partitions (by subtree, random split, one-way), loss, duplication and clock skew,
-then a heal and a liveness phase. Most schedules also put a few random nodes or leaf groups into
-maintenance or drain, and back, from random nodes (drawn from a separate stream of the seed, so
-the fault mix of a seed does not depend on them). A failing seed is reported with the one command
+then a heal and a liveness phase. Every node's monotonic clock has its own origin (days apart)
+and its wall clock its own error. Most schedules also put a few random nodes or leaf groups into
+maintenance or drain, and back, from random nodes, and some step a wall clock by an hour or slew
+it (each drawn from a separate stream of the seed, so the fault mix of a seed does not depend on
+them). A failing seed is reported with the one command
 reproducing it.
 
 Liveness, after every fault is healed and ``3 x detection timeout`` has passed (detection timeout =
@@ -75,9 +77,11 @@ def run_schedule(
     fanout: int | None = None,
     fault_ms: int = 6_000,
     admin: bool = True,
+    clocks: bool = True,
 ) -> Outcome:
-    """One schedule; ``admin=False`` leaves out the operator commands (regression seeds found
-    before they existed replay exactly)."""
+    """One schedule; ``admin=False`` leaves out the operator commands, ``clocks=False`` the wall
+    clock steps and slews (each comes from its own random stream of the seed, so leaving it out
+    does not change the other faults)."""
     rng = random.Random(seed)
     topology = schedule_topology(rng, nodes, fanout)
     outcome = Outcome(seed, topology.num_nodes, max(g.size for g in topology.by_index))
@@ -97,6 +101,8 @@ def run_schedule(
     plan_faults(sim, rng, start, start + fault_ms * MS, outcome.faults)
     if admin:
         plan_admin(sim, random.Random(seed ^ 0xAD317), start, start + fault_ms * MS, outcome.faults)
+    if clocks:
+        plan_clocks(sim, random.Random(seed ^ 0xC10C), start, start + fault_ms * MS, outcome.faults)
     sim.run_until(start + fault_ms * MS)
     heal(sim)
     sim.run_until(sim.now + 3 * detection_timeout_ns(topology))
@@ -180,6 +186,32 @@ def plan_admin(sim: Simulator, rng: random.Random, start: int, end: int, log: li
             f"{at / MS:.0f}ms {ADMIN_MODES[mode]} {topology.names.fold(first, first + count)}"
         )
         sim.at(at, _admin(mode, first, count, rng.random()))
+
+
+def plan_clocks(sim: Simulator, rng: random.Random, start: int, end: int, log: list[str]) -> None:
+    """Up to two wall-clock faults: a step of an hour either way, or a slew of half a second over
+    two seconds, on a random node (every node's monotonic clock already has its own origin)."""
+    topology = sim.topology
+    for _ in range(rng.choice([0, 0, 1, 1, 2])):
+        at = start + int(rng.random() * (end - start))
+        rank = rng.randrange(topology.num_nodes)
+        name = topology.node_name(rank)
+        if rng.random() < 0.5:
+            delta = rng.choice([-3_600_000, 3_600_000]) * MS
+            log.append(f"{at / MS:.0f}ms wall clock of {name} steps {delta // MS:+d}ms")
+            sim.at(at, _wall_step(rank, delta))
+        else:
+            delta = rng.choice([-500, 500]) * MS
+            log.append(f"{at / MS:.0f}ms wall clock of {name} slews {delta // MS:+d}ms over 2s")
+            sim.at(at, _wall_slew(rank, delta))
+
+
+def _wall_step(rank: int, delta: int) -> Callable[[Simulator], None]:
+    return lambda sim: sim.step_wall(rank, delta)
+
+
+def _wall_slew(rank: int, delta: int) -> Callable[[Simulator], None]:
+    return lambda sim: sim.slew_wall(rank, delta, 2_000 * MS)
 
 
 def _admin(mode: int, first: int, count: int, pick: float) -> Callable[[Simulator], None]:

@@ -12,6 +12,12 @@ once, so it is durable before any later effect of the same step (the core's cont
 node loses its pending timers and inbound datagrams; a paused node keeps them and runs them late; a
 node with a skewed clock sees ``now`` and its timers at its own rate.
 
+Clocks: as on real hosts, no two nodes share one. Each node's monotonic clock has its own origin
+(offsets up to ``MONO_SPREAD_NS`` apart: hosts boot days apart), and its wall clock is true time
+plus an NTP error of up to ``WALL_ERROR_NS``; wall clocks can be stepped or slewed as faults. The
+checkers judge in true time. (``clocks=False`` gives every node the simulator's own clock, and
+the same wall clock.)
+
 Events (``Emit``) go to the safety checker as they happen and into compact per-run records from
 which the report (docs/architecture.md §5) is computed.
 """
@@ -46,6 +52,7 @@ from hierclust.core.types import (
     TimerFired,
     ViewChanged,
     VoteGranted,
+    WallClock,
     witness_group,
 )
 from hierclust.sim.checkers import SafetyChecker
@@ -54,6 +61,12 @@ from hierclust.sim.queue import BUCKET_NS, EventQueue
 from hierclust.topology.model import Topology
 
 DELIVER, TIMER, ACTION, WITNESS = 0, 1, 2, 3
+WALL_EPOCH_NS = 1_798_761_600 * 1_000_000_000
+"""True time 0 on the wall clock: 2027-01-01."""
+MONO_SPREAD_NS = 30 * 86_400 * 1_000_000_000
+"""Monotonic clocks start up to 30 days apart (hosts booted at different times)."""
+WALL_ERROR_NS = 100_000_000
+"""Wall clocks are off true time by up to 100 ms either way (NTP on a busy network)."""
 FREEZE_NODES = 10_000
 """From this many nodes on, ``run_until`` freezes the heap it starts from (see there)."""
 
@@ -74,6 +87,7 @@ class NodeSlot:
 
     incarnation: int = 1
     disk: Any = None
+    wall: int = 0  # the node's wall clock minus its monotonic clock
     paused_until: int = 0
     skew_ppm: int = 0
     # The local clock is continuous across skew changes: local = anchor_local + (t - anchor_true)
@@ -111,6 +125,8 @@ class Simulator:
         node_factory: Callable[..., Any] | None = None,
         tiebreakers: bool = True,
         sizer: Callable[[Any], int] | None = None,
+        clocks: bool = True,
+        wall_error_ns: int = WALL_ERROR_NS,
     ) -> None:
         self.topology = topology
         self.seed = seed
@@ -126,6 +142,17 @@ class Simulator:
         self.now = 0
         self.nodes: list[Any] = [None] * topology.num_nodes
         self.slots = [NodeSlot() for _ in range(topology.num_nodes)]
+        # each node's monotonic clock origin (local = true + shift, until it is skewed) and its
+        # wall clock, from their own random stream (the other streams draw as without clocks)
+        self.shifts = [0] * topology.num_nodes
+        clock_rng = random.Random(seed * 6151 + 29)
+        for rank, slot in enumerate(self.slots):
+            slot.wall = WALL_EPOCH_NS
+            if clocks:
+                shift = clock_rng.randrange(MONO_SPREAD_NS)
+                error = clock_rng.randrange(-wall_error_ns, wall_error_ns + 1)
+                self.shifts[rank] = slot.anchor_local = shift
+                slot.wall += error - shift
         # pending timers by rank: key -> generation of the SetTimer that armed it (a queued TIMER
         # event runs only if it is still the latest for its key); kept across a crash and restart
         self.timers: list[dict[Any, int]] = [{} for _ in range(topology.num_nodes)]
@@ -176,7 +203,7 @@ class Simulator:
             self._direct = False
         slot.incarnation = getattr(node, "incarnation", slot.incarnation)
         self.crashed.discard(rank)
-        self._apply(rank, node.step(self._local(rank, self.now), Start()))
+        self._apply(rank, node.step(self._local(rank, self.now), Start(slot.wall)))
 
     def crash(self, rank: int) -> None:
         """Stop a node abruptly: its timers are dropped, datagrams to it are lost."""
@@ -215,6 +242,25 @@ class Simulator:
         slot.anchor_true = self.now
         slot.skew_ppm = ppm
         slot.skewed = True
+
+    def step_wall(self, rank: int, delta_ns: int) -> None:
+        """Step ``rank``'s wall clock by ``delta_ns`` (an operator's ``date -s``, a bad NTP
+        server); its driver tells the node the new offset."""
+        slot = self.slots[rank]
+        slot.wall += delta_ns
+        node = self.nodes[rank]
+        if node is not None:
+            self._apply(rank, node.step(self._local(rank, self.now), WallClock(slot.wall)))
+
+    def slew_wall(self, rank: int, delta_ns: int, over_ns: int, steps: int = 10) -> None:
+        """Move ``rank``'s wall clock by ``delta_ns`` gradually over ``over_ns`` (``adjtime``)."""
+        part = delta_ns // steps
+        for i in range(steps):
+            self.at(self.now + over_ns * (i + 1) // steps, lambda sim: sim.step_wall(rank, part))
+
+    def local_now(self, rank: int) -> int:
+        """``rank``'s own monotonic clock now (what its queries, such as ``lease_valid``, take)."""
+        return self._local(rank, self.now)
 
     def partition(self, partition: Partition | None) -> None:
         if partition is None and self.net.partition is not None:
@@ -294,6 +340,7 @@ class Simulator:
         irregular = self._irregular
         records = self.records
         gens = self._timer_gen
+        shifts = self.shifts
         event = self._event
         direct = self._direct
         net = self.net
@@ -341,7 +388,8 @@ class Simulator:
             # a rank's slot only when needed (one memory access less per event): it is set here
             # exactly for the ranks ever paused or skewed
             slot: NodeSlot | None = None
-            local = now
+            shift = shifts[target]
+            local = now + shift
             if target in irregular:
                 slot = slots[target]
                 if slot.paused_until > now:
@@ -394,6 +442,8 @@ class Simulator:
                     at = effect.at_ns
                     if slot is not None and slot.skewed:
                         at = self._true(target, at)
+                    else:
+                        at -= shift
                     if at < now:
                         at = now
                     item = (at, next(count), TIMER, target, key, gen)
@@ -458,8 +508,7 @@ class Simulator:
                 key = effect.key
                 self.timers[rank][key] = gen
                 at = effect.at_ns
-                if slot.skewed:
-                    at = self._true(rank, at)
+                at = self._true(rank, at) if slot.skewed else at - self.shifts[rank]
                 push(at if at > now else now, TIMER, rank, key, gen)
             elif kind is CancelTimer:
                 self.timers[rank].pop(effect.key, None)
@@ -553,12 +602,12 @@ class Simulator:
         local = query(group) if query is not None else None
         if local is None:
             return None
-        return self._true(rank, local) if self.slots[rank].skewed else local
+        return self._true(rank, local)
 
     def _lease_end(self, rank: int, group: int, reported_local: int) -> int:
         """A lease's end in true time: events report a lower bound between renewals, so the
         node's exact value wins when it is later."""
-        reported = self._true(rank, reported_local) if self.slots[rank].skewed else reported_local
+        reported = self._true(rank, reported_local)
         exact = self._exact_lease_end(rank, group)
         return reported if exact is None else max(exact, reported)
 

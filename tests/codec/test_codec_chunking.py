@@ -37,7 +37,7 @@ def test_chunks_fit_keep_order_and_are_full(items: list[str], max_items: int | N
 
 def test_notice_backlog_is_split() -> None:
     sender = codec(1)
-    notices = [Failure(n, 1, n // 16, 0, 3, 10**15 + n) for n in range(1000)]
+    notices = [Failure(n, 1, n // 16, 0, 3, age_ms=10**9 + n) for n in range(1000)]
     chunks = chunk_items(notices, lambda part: Report(None, part, "", False, b""), sender.fits)
     assert len(chunks) > 1
     assert [n for c in chunks for n in c.notices] == notices

@@ -68,7 +68,7 @@ def test_every_message_kind_is_unique_and_fields_are_plain() -> None:
 
 def test_largest_messages_fit_one_datagram() -> None:
     big = 2**62
-    failure = Failure(999_999, 2**31, 70_000, 999_998, 2**40, big)
+    failure = Failure(999_999, 2**31, 70_000, 999_998, 2**62, True, big)  # terms: wall ms
     batch = Notices(70_000, 2**40, tuple([failure] * MAX_NOTICES_PER_MESSAGE))
     assert len(_encode(batch)) <= MAX_DATAGRAM_BYTES
     mixed = Notices(1, 1, tuple([Alive(999_999, 2**31)] * MAX_NOTICES_PER_MESSAGE))

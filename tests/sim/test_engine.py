@@ -17,10 +17,11 @@ from hierclust.core.types import (
     Start,
     TimerFired,
     VoteGranted,
+    WallClock,
 )
 from hierclust.sim.network import Network, Partition
 from hierclust.sim.queue import EventQueue
-from hierclust.sim.simulator import Simulator
+from hierclust.sim.simulator import WALL_ERROR_NS, Simulator
 from hierclust.topology import from_dict, generate_document
 
 TOPO = from_dict(generate_document(6, 3))
@@ -58,9 +59,9 @@ class Echo:
         return []
 
 
-def make(seed: int = 1, **net: Any) -> Simulator:
+def make(seed: int = 1, clocks: bool = False, **net: Any) -> Simulator:
     network = Network(random.Random(seed), **net)
-    sim = Simulator(TOPO, seed=seed, network=network, node_factory=Echo)
+    sim = Simulator(TOPO, seed=seed, network=network, node_factory=Echo, clocks=clocks)
     sim.start_all()
     return sim
 
@@ -131,6 +132,46 @@ def test_latency_and_determinism() -> None:
     assert [t for t, _ in a.nodes[0].seen] == [t for t, _ in b.nodes[0].seen]
     # Persist happened and is the node's disk.
     assert a.slots[3].disk == ("saw", 90 * MS)
+
+
+def test_every_node_has_its_own_clocks_and_timers_keep_true_time() -> None:
+    plain = make(7, latency_ns=MS, jitter_ns=0)
+    sim = make(7, clocks=True, latency_ns=MS, jitter_ns=0)
+    plain.run_until(100 * MS)
+    sim.run_until(100 * MS)
+    shifts = sim.shifts
+    # monotonic origins days apart, and each node sees its own clock
+    assert len(set(shifts)) == 6 and max(shifts) - min(shifts) > 86_400 * 10**9
+    for rank in range(6):
+        assert [t - shifts[rank] for t, _ in sim.nodes[rank].seen] == [
+            t for t, _ in plain.nodes[rank].seen
+        ]
+        assert sim.local_now(rank) == sim.now + shifts[rank]
+    # the same exchange at the same true times: rank 0's timer, armed on its own clock, fires at
+    # 10 ms of true time and the pongs come back 2 ms later
+    assert received(sim, 0, "pong")[0] - shifts[0] == 12 * MS
+    # wall clocks: each Start carries that node's wall-minus-monotonic offset; wall clocks agree
+    # within the NTP error, whatever the monotonic origins
+    walls = [sim.slots[r].wall + shifts[r] for r in range(6)]
+    assert max(walls) - min(walls) <= 2 * WALL_ERROR_NS
+    starts = [e for _, e in sim.nodes[3].seen if isinstance(e, Start)]
+    assert starts == [Start(sim.slots[3].wall)]
+
+
+def test_a_wall_clock_step_reaches_the_node() -> None:
+    sim = make(7, clocks=True)
+    sim.run_until(20 * MS)
+    before = sim.slots[2].wall
+    sim.step_wall(2, -3_600 * 10**9)
+    assert sim.slots[2].wall == before - 3_600 * 10**9
+    assert [e for _, e in sim.nodes[2].seen if isinstance(e, WallClock)] == [
+        WallClock(before - 3_600 * 10**9)
+    ]
+    sim.slew_wall(4, 500 * MS, over_ns=1000 * MS)
+    sim.run_until(1100 * MS)
+    slewed = [e.offset_ns for _, e in sim.nodes[4].seen if isinstance(e, WallClock)]
+    assert len(slewed) == 10 and slewed[-1] - sim.slots[4].wall == 0
+    assert sim.slots[4].wall - slewed[0] == 450 * MS
 
 
 def test_loss_drops_about_the_given_share() -> None:

@@ -93,11 +93,11 @@ def test_minority_partition_stops_acting_and_majority_keeps_quorum() -> None:
     sim.partition(Partition([(minority[0], minority[1], 1)]))
     sim.run_until(sim.now + 3_000 * MS)
     # The old leader sits in the minority: it lost its lease; a majority-side node leads.
-    assert not sim.nodes[leader].lease_valid(0, sim.now)
+    assert not sim.nodes[leader].lease_valid(0, sim.local_now(leader))
     new = lease_holder(sim, 0)
     assert new is not None and not minority[0] <= new < minority[1]
     for rank in range(*minority):
-        assert not sim.nodes[rank].quorate(0, sim.now)
+        assert not sim.nodes[rank].quorate(0, sim.local_now(rank))
     assert sim.checker.violations == []
     sim.partition(None)
     sim.run_until(sim.now + 3_000 * MS)
@@ -117,12 +117,12 @@ def test_even_split_is_decided_by_the_tiebreaker(kind: str) -> None:
     sim = booted(topology)
     sim.partition(Partition([(3, 6, 1)]))
     sim.run_until(sim.now + 4_000 * MS)
-    holders = [r for r in range(6) if sim.nodes[r].lease_valid(0, sim.now)]
+    holders = [r for r in range(6) if sim.nodes[r].lease_valid(0, sim.local_now(r))]
     assert len(holders) == 1, "exactly one half acts: the one holding the tie-breaker's vote"
     side = range(0, 3) if holders[0] < 3 else range(3, 6)
     other = range(3, 6) if holders[0] < 3 else range(0, 3)
-    assert all(sim.nodes[r].quorate(0, sim.now) for r in side)
-    assert not any(sim.nodes[r].quorate(0, sim.now) for r in other)
+    assert all(sim.nodes[r].quorate(0, sim.local_now(r)) for r in side)
+    assert not any(sim.nodes[r].quorate(0, sim.local_now(r)) for r in other)
     assert sim.checker.violations == []
 
 
@@ -130,7 +130,7 @@ def test_even_split_without_tiebreaker_leaves_nobody_acting() -> None:
     sim = booted(from_dict(generate_document(6, 8, sizes="balanced")))  # no witness added
     sim.partition(Partition([(3, 6, 1)]))
     sim.run_until(sim.now + 4_000 * MS)
-    assert not any(sim.nodes[r].lease_valid(0, sim.now) for r in range(6))
+    assert not any(sim.nodes[r].lease_valid(0, sim.local_now(r)) for r in range(6))
     assert sim.checker.violations == []
 
 
@@ -140,7 +140,7 @@ def test_generated_even_group_gets_a_witness_so_one_half_of_an_even_split_acts()
     sim = booted(topology)
     sim.partition(Partition([(3, 6, 1)]))
     sim.run_until(sim.now + 4_000 * MS)
-    holders = [r for r in range(6) if sim.nodes[r].lease_valid(0, sim.now)]
+    holders = [r for r in range(6) if sim.nodes[r].lease_valid(0, sim.local_now(r))]
     assert len(holders) == 1
     assert sim.checker.violations == []
 
@@ -175,16 +175,16 @@ def test_site_partition_of_the_seed_topology() -> None:
     sim.run_until(sim.now + 4_000 * MS)
     # Scotland alone keeps its own leaf group (5 of 5 votes) but is cut off from the root.
     assert lease_holder(sim, scotland.index) is not None
-    assert not any(sim.nodes[r].in_primary(sim.now) for r in scotland.ranks)
+    assert not any(sim.nodes[r].in_primary(sim.local_now(r)) for r in scotland.ranks)
     # The rest of the company (us, apac and the root) goes on as the primary component.
     for site in ("us", "apac"):
-        assert all(sim.nodes[r].in_primary(sim.now) for r in topology.group(site).ranks)
+        assert all(sim.nodes[r].in_primary(sim.local_now(r)) for r in topology.group(site).ranks)
     # uk has two slots and a witness: exactly one side may hold it, never both.
     uk = topology.group("uk").index
-    holders = [r for r in sim.live_ranks() if sim.nodes[r].lease_valid(uk, sim.now)]
+    holders = [r for r in sim.live_ranks() if sim.nodes[r].lease_valid(uk, sim.local_now(r))]
     assert len(holders) <= 1
     assert sim.checker.violations == []
     sim.partition(None)
     sim.run_until(sim.now + 5_000 * MS)
-    assert all(sim.nodes[r].in_primary(sim.now) for r in sim.live_ranks())
+    assert all(sim.nodes[r].in_primary(sim.local_now(r)) for r in sim.live_ranks())
     assert sim.checker.violations == []
