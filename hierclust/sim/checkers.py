@@ -4,9 +4,11 @@ Safety (checked at every event, during faults too):
 - at most one node of a group holds a valid lease at any instant (lease intervals in true time);
 - leadership terms of a group never repeat for a different holder and never go down, so fencing
   tokens ``(group, term)`` strictly grow;
-- a node never grants two votes in one term of one group, restarts included;
-- a failure notice about a node that is alive and connected is a false positive; it is excused
-  (counted apart) when a fault that could explain it was active (pause, partition, loss, skew).
+- a voter never grants two votes in one term of one group, restarts included (a candidate's vote
+  for itself and a tie-breaker's grants count);
+- a failure notice about a node alive in that incarnation is a false positive; the simulator
+  excuses it (counted apart) only while a fault on the accused, its accuser or the link between
+  them explains it, or for a bounded settle time after (``Simulator._excused``).
 
 Liveness (checked by :meth:`Simulator.check_liveness` after faults heal) lives with the simulator,
 which can read node state.

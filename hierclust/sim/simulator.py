@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hierclust.core.messages import TieVoteResp
 from hierclust.core.timeouts import MS
 from hierclust.core.types import (
     CancelTimer,
@@ -54,6 +55,7 @@ from hierclust.core.types import (
     VoteGranted,
     WallClock,
     witness_group,
+    witness_id,
 )
 from hierclust.sim.checkers import SafetyChecker
 from hierclust.sim.network import Network, Partition
@@ -61,6 +63,8 @@ from hierclust.sim.queue import BUCKET_NS, EventQueue
 from hierclust.topology.model import Topology
 
 DELIVER, TIMER, ACTION, WITNESS = 0, 1, 2, 3
+NEVER = -(1 << 62)
+"""An instant before every other (a fault that never happened ended then)."""
 WALL_EPOCH_NS = 1_798_761_600 * 1_000_000_000
 """True time 0 on the wall clock: 2027-01-01."""
 MONO_SPREAD_NS = 30 * 86_400 * 1_000_000_000
@@ -88,13 +92,14 @@ class NodeSlot:
     incarnation: int = 1
     disk: Any = None
     wall: int = 0  # the node's wall clock minus its monotonic clock
-    paused_until: int = 0
+    paused_until: int = NEVER
     skew_ppm: int = 0
     # The local clock is continuous across skew changes: local = anchor_local + (t - anchor_true)
     # * (1 + skew_ppm / 1e6).
     anchor_true: int = 0
     anchor_local: int = 0
     skewed: bool = False
+    unskewed_ns: int = NEVER  # when a skew of this node's clock last ended
 
 
 @dataclass(slots=True)
@@ -164,7 +169,19 @@ class Simulator:
         self.checker = SafetyChecker()
         self.records = Records()
         self.crashed: set[int] = set()
-        self.last_fault_ns = -(10**18)  # when the last network fault was healed
+        # when the last partition, and the last loss or duplication, ended (NEVER: none yet)
+        self.partition_ended_ns = NEVER
+        self.lossy_ended_ns = NEVER
+        # how long after a fault ends it may still explain an accusation: a node silent for
+        # suspect_after_ms, probed for confirm_ms, and an election timeout for the leaders that
+        # the fault unseated to settle (docs/simulator.md, Checkers)
+        self.settle_ns = (
+            max(
+                g.tuning.suspect_after_ms + g.tuning.confirm_ms + g.tuning.election_timeout_ms
+                for g in topology.by_index
+            )
+            * MS
+        )
         self.sizer = sizer
         # Tie-breakers (witness daemons, shared-disk leases) by group index; reachable from every
         # side of a partition, as a witness at a third site or a SAN would be.
@@ -240,6 +257,8 @@ class Simulator:
         slot = self.slots[rank]
         slot.anchor_local = self._local(rank, self.now)
         slot.anchor_true = self.now
+        if slot.skew_ppm and not ppm:
+            slot.unskewed_ns = self.now
         slot.skew_ppm = ppm
         slot.skewed = True
 
@@ -263,13 +282,13 @@ class Simulator:
         return self._local(rank, self.now)
 
     def partition(self, partition: Partition | None) -> None:
-        if partition is None and self.net.partition is not None:
-            self.last_fault_ns = self.now
+        if self.net.partition is not None:
+            self.partition_ended_ns = self.now  # (replaced or healed)
         self.net.partition = partition
 
     def set_loss(self, loss: float, duplicate: float = 0.0) -> None:
         if (loss, duplicate) < (self.net.loss, self.net.duplicate):
-            self.last_fault_ns = self.now
+            self.lossy_ended_ns = self.now
         self.net.loss = loss
         self.net.duplicate = duplicate
 
@@ -546,6 +565,10 @@ class Simulator:
         for effect in witness.step(self.now, payload):
             kind = type(effect)
             if kind is Send:
+                msg = effect.msg
+                if type(msg) is TieVoteResp and msg.granted and not msg.pre:
+                    # the tie-breaker's vote counts like a member's: once per term
+                    self.checker.vote(self.now, witness_id(group), group, msg.term, effect.dst)
                 self.records.sent += 1
                 for delay in self.net.deliveries(effect.dst, effect.dst):
                     self.queue.push(self.now + delay, DELIVER, effect.dst, -1 - group, effect.msg)
@@ -572,11 +595,10 @@ class Simulator:
             if event.via is None and type(notice) is Failure:
                 records.detected.setdefault(identity, (now, rank))
                 accused = notice.node
-                alive = (
-                    self.nodes[accused] is not None
-                    and self.slots[accused].incarnation == notice.incarnation
-                )
-                excused = self._excused(accused)
+                node = self.nodes[accused]
+                # (the incarnation it runs under now: it may have refuted since it booted)
+                alive = node is not None and node.incarnation == notice.incarnation
+                excused = alive and self._excused(accused, rank)
                 self.checker.accusation(now, accused, alive, excused)
         elif kind is LeaseChanged:
             if event.held:
@@ -588,6 +610,8 @@ class Simulator:
                 records.elected.append((now, event.group, rank, event.term))
         elif kind is ElectionStarted:
             records.elections.append((now, event.group, rank, event.term))
+            # a candidate votes for itself (persisted before the RequestVotes go out)
+            self.checker.vote(now, rank, event.group, event.term, rank)
         elif kind is ViewChanged:
             if records.mark_ns >= 0:
                 records.view_changes.setdefault(event.group, now)
@@ -626,18 +650,29 @@ class Simulator:
                 term, end = holders[other]
                 holders[other] = (term, max(end, exact))
 
-    def _excused(self, accused: int) -> bool:
-        """Whether an active or recent fault could explain accusing a live node."""
-        slot = self.slots[accused]
-        recent = 5_000 * MS
-        return (
-            self.net.loss > 0
-            or self.net.duplicate > 0
-            or self.net.partition is not None
-            or self.now - self.last_fault_ns < recent
-            or slot.paused_until > self.now - recent
-            or slot.skewed
-        )
+    def _excused(self, accused: int, detector: int) -> bool:
+        """Whether a fault could explain ``detector`` declaring ``accused`` while it is alive: a
+        fault active now, or one that ended less than ``settle_ns`` ago, on the link between
+        them (loss or duplication is on every link) or on either node (a pause or a clock
+        skew). Nothing else excuses an accusation: not the first seconds of a run, not an
+        earlier refutation, not a skew that ended long ago."""
+        now = self.now
+        settle = self.settle_ns
+        net = self.net
+        if net.loss or net.duplicate or now - self.lossy_ended_ns < settle:
+            return True
+        cut = net.partition
+        if cut is not None and (cut.blocks(accused, detector) or cut.blocks(detector, accused)):
+            return True
+        if now - self.partition_ended_ns < settle:
+            return True
+        for rank in (accused, detector):
+            slot = self.slots[rank]
+            if slot.paused_until > now - settle:
+                return True
+            if slot.skew_ppm or now - slot.unskewed_ns < settle:
+                return True
+        return False
 
     # -- queries -------------------------------------------------------------------------------
     def live_ranks(self) -> list[int]:

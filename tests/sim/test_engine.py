@@ -5,11 +5,15 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from hierclust.core.messages import TieVoteResp
 from hierclust.core.timeouts import MS
 from hierclust.core.types import (
     CancelTimer,
+    ElectionStarted,
     Emit,
+    Failure,
     LeaseChanged,
+    NoticeLearned,
     Persist,
     Received,
     Send,
@@ -193,7 +197,7 @@ def test_partition_blocks_across_sides_and_one_way() -> None:
     sim.partition(None)
     sim.run_until(150 * MS)
     assert received(sim, 4, "ping") != []
-    assert sim.last_fault_ns == 100 * MS
+    assert sim.partition_ended_ns == 100 * MS
 
 
 def test_crash_drops_inbound_and_timers_restart_bumps_incarnation() -> None:
@@ -278,3 +282,73 @@ def test_cancel_timer_and_emit_reach_the_simulator() -> None:
     fired = [e.key for _, e in sim.nodes[0].seen if isinstance(e, TimerFired)]
     assert fired == [("b",)]
     assert sim.checker.leases[0][0] == (1, 3 * MS)
+
+
+def accuse(sim: Simulator, accused: int, detector: int) -> None:
+    """``detector`` declares ``accused`` (incarnation 1) failed, as a core node would report it."""
+    notice = Failure(accused, 1, 0, detector, 1)
+    sim._event(detector, NoticeLearned(notice, None))
+
+
+def test_an_accusation_no_fault_explains_is_a_false_positive_from_the_first_instant() -> None:
+    sim = make(1)
+    sim.run_until(50 * MS)
+    accuse(sim, 2, 0)
+    assert sim.checker.false_positives == 1
+    assert [v.kind for v in sim.checker.violations] == ["false-positive"]
+
+
+def test_a_fault_excuses_an_accusation_only_on_its_nodes_and_links_and_until_it_settles() -> None:
+    sim = make(1)
+    settle = sim.settle_ns
+    sim.run_until(100 * MS)
+    sim.pause(2, 500 * MS)
+    accuse(sim, 2, 0)  # the accused is paused: excused
+    accuse(sim, 3, 0)  # a pause elsewhere explains nothing
+    assert (sim.checker.excused_positives, sim.checker.false_positives) == (1, 1)
+    sim.run_until(100 * MS + 500 * MS + settle - MS)
+    accuse(sim, 2, 0)  # resumed, still settling
+    sim.run_until(100 * MS + 500 * MS + settle + MS)
+    accuse(sim, 2, 0)  # settled: no excuse left
+    assert (sim.checker.excused_positives, sim.checker.false_positives) == (2, 2)
+    sim.partition(Partition([(4, 6, 1)]))
+    accuse(sim, 5, 0)  # cut off from its accuser
+    accuse(sim, 1, 0)  # same side as its accuser
+    assert (sim.checker.excused_positives, sim.checker.false_positives) == (3, 3)
+    sim.set_skew(1, 5_000)
+    accuse(sim, 1, 3)  # a skewed clock on the accused
+    sim.set_skew(1, 0)
+    sim.run_until(sim.now + settle + MS)
+    accuse(sim, 1, 3)  # the skew ended a settle time ago
+    assert (sim.checker.excused_positives, sim.checker.false_positives) == (4, 4)
+
+
+def test_an_accusation_after_a_refutation_counts() -> None:
+    sim = make(1)
+    sim.run_until(50 * MS)
+    sim.nodes[2].incarnation = 2  # it refuted an earlier accusation
+    accuse(sim, 2, 0)  # about incarnation 1: that one is gone, rightly declared
+    assert sim.checker.false_positives == 0
+    sim._event(0, NoticeLearned(Failure(2, 2, 0, 0, 1), None))  # about the one running now
+    assert sim.checker.false_positives == 1
+
+
+def test_self_votes_and_tie_breaker_grants_count_in_the_double_vote_check() -> None:
+    sim = make(1)
+    sim.run_until(50 * MS)
+    sim._event(1, ElectionStarted(0, 7))  # rank 1 stands in term 7: its own vote
+    sim._event(1, VoteGranted(0, 7, 2))  # and then votes for rank 2 in that term
+    assert [v.kind for v in sim.checker.violations] == ["double-vote"]
+    # the tie-breaker's vote too: a witness that granted term 9 twice
+    granted = iter([(1, 9), (2, 9)])
+
+    class TwoFaced:
+        def step(self, now: int, inp: Any) -> list[Any]:
+            dst, term = next(granted)
+            return [Send(dst, TieVoteResp(0, term, True, False))]
+
+    sim.witnesses[0] = TwoFaced()
+    sim._witness(0, Received(1, None))
+    sim._witness(0, Received(2, None))
+    assert [v.kind for v in sim.checker.violations] == ["double-vote", "double-vote"]
+    assert "voted for 1 and then 2 in group 0 term 9" in str(sim.checker.violations[-1])
