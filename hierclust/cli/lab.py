@@ -62,8 +62,9 @@ def kill(node: NodeArg, state_dir: StateDirOpt = None, as_json: JsonFlag = False
     rank = rank_of(topology, node, as_json)
     worker, entry = node_entry(snapshots, rank, node, directory, as_json)
     if not entry.get("running"):
+        why = entry.get("stop_reason") or "killed earlier"
         refuse(
-            f"{node} is not running (killed earlier): nothing to kill; "
+            f"{node} is not running ({why}): nothing to kill; "
             f"`hierclust restart {node}` brings it back",
             as_json,
             node=node,
@@ -119,17 +120,22 @@ def restart(
     state_dir: StateDirOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Bring a killed node back in its worker, new incarnation.
+    """Bring a killed or failed node back, new incarnation.
 
-    --wipe: as if it lost its disk. Exit 1 if the node is running (kill it first) or has no
-    worker left to run it (a node killed with SIGKILL: start its agent again).
+    It runs again in its worker. A failed node is one that stopped on an error (status lists it
+    with the reason).
+
+    --wipe: as if it lost its disk. Exit 1 if the node is running (kill it first), has no
+    worker left to run it (a node killed with SIGKILL: start its agent again), or stops on an
+    error again as it starts (the reason is printed).
     """
     directory, topology, snapshots, _ = live(state_dir, "restart", as_json)
     rank = rank_of(topology, node, as_json)
     worker, entry = node_entry(snapshots, rank, node, directory, as_json)
     if entry.get("running"):
         refuse(
-            f"{node} is running; restart brings back a killed node: `hierclust kill {node}` first",
+            f"{node} is running; restart brings back a killed or failed node: "
+            f"`hierclust kill {node}` first",
             as_json,
             node=node,
         )

@@ -59,8 +59,9 @@ def status(
 
     Counts are the primary component's view: a node outside it is 'cut off', and a group whose
     leader is failed or cut off has no leader. Quorum reads 'quorate (6 of 7 votes, needs 4)':
-    votes present, the group's votes, the majority it needs. With --group, every count is of
-    that subtree.
+    votes present, the group's votes, the majority it needs. A node that stopped on an error
+    counts as failed at once, and a line under the tree gives its reason (stopped_on_error in
+    --json). With --group, every count is of that subtree.
     """
     from hierclust.runtime.status import aggregate
 
@@ -107,6 +108,8 @@ def status_tree(topology: Topology, summary: dict[str, Any]) -> Tree:
                 add(branch, child)
 
     add(tree, top.name)
+    for reason in summary["stopped_on_error"].values():
+        tree.add(f"[red]stopped on an error: {escape(reason)}[/]")
     for error in summary["errors"]:
         tree.add(f"[red]{escape(error)}[/]")
     return tree
@@ -153,9 +156,12 @@ def members(
     group: GroupOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Every node: state, admin mode, incarnation, groups led.
+    """Every node: state, mode, incarnation, leads, reason.
 
-    State is alive, cut off (cut_off in --json), suspect, failed or left, as in status.
+    Mode is the admin mode, leads the groups it leads. State is alive, cut off (cut_off in
+    --json), suspect, failed or left, as in status. Reason:
+    for a node its worker reports stopped, how it stopped ('killed', or the error that stopped
+    it: that node is failed at once); empty (null in --json) otherwise.
     """
     from hierclust.runtime.status import aggregate
 
@@ -181,32 +187,39 @@ def members(
     rows = []
     for r in ranks:
         name = topology.node_name(r)
+        entry = by_rank.get(r, {})
         rows.append(
             {
                 "node": name,
                 "rank": r,
                 "state": states.get(name, "alive"),
                 "mode": modes.get(name, "active"),
-                "incarnation": by_rank.get(r, {}).get("incarnation"),
+                "incarnation": entry.get("incarnation"),
                 "leads": leads.get(name, []),
                 "address": str(topology.address(r)),
+                "reason": None if entry.get("running", True) else entry.get("stop_reason"),
             }
         )
     if as_json:
         emit_json({"members": rows})
         return
     table = Table(title=f"{topology.name}: members")
-    for col in ("node", "state", "mode", "inc", "address", "leads"):
+    reasons = any(row["reason"] for row in rows)  # the column only when some node is down
+    columns = ["node", "state", "mode", "inc", "address", "leads"]
+    for col in columns + ["reason"] if reasons else columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(
+        cells = [
             row["node"],
             f"[{STATE_COLOUR[row['state']]}]{row['state'].replace('_', ' ')}[/]",
             row["mode"] if row["mode"] != "active" else "",
             str(row["incarnation"] or "-"),
             row["address"],
             ", ".join(row["leads"]),
-        )
+        ]
+        if reasons:
+            cells.append(escape(row["reason"] or ""))
+        table.add_row(*cells)
     out.print(table)
 
 
@@ -278,8 +291,10 @@ def events(
       NODE   the node the event happened on
       EVENT  what happened: NoticeLearned, LeaderChanged, ElectionStarted,
              LeaseChanged, ViewChanged, QuorumChanged, VoteGranted; the runtime
-             adds Booted, Crashed (killed, or a failed write) and Stopped
-             (a clean stop)
+             adds Booted, Crashed (killed), Failed (stopped on an error in its
+             step or its effects, a failed write included; reason= names the
+             node, what it was doing and the exception) and Stopped (a clean
+             stop)
       FIELD=VALUE  a field of the event (a notice: kind, node rank, incarnation)
 
     With --json: the records as logged, one JSON object per line; t_ns is that

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hierclust.codec import KeyringError, load_keyring
+from hierclust.runtime.errors import NodeFailedError
 from hierclust.runtime.host import NodeHost
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -109,7 +110,7 @@ class ControlServer:
                 asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(host.stop()))
                 return {"ok": True}
             return {"ok": False, "error": f"unknown op {op!r}"}
-        except (KeyError, ValueError, TypeError, OSError, KeyringError) as exc:
+        except (KeyError, ValueError, TypeError, OSError, KeyringError, NodeFailedError) as exc:
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
 

@@ -15,6 +15,16 @@ At most one write per node is in flight, so writes of one state file never reord
 that fails crashes the node: it must not act on state it could not make durable. Without a pool
 (``persist_pool = None``) the write runs inline, as before.
 
+Fail-stop: a node never half-applies a step. An exception out of ``node.step`` (any input: a
+datagram, a timer, ``LoopLag``, a command, ``Start``) or out of carrying out one of its effects
+(a send, a timer, a persist, an emit, a disk-lease exchange) crashes that node at once, as
+``hierclust kill`` does: no effect after the failing one runs, the socket is closed, the timers
+are dropped. The reason (node, what it was doing, exception type and message) is logged with the
+traceback, written to the event log as a ``Failed`` event, and kept in the driver
+(:attr:`NodeDriver.stop_reason`) for ``status``; the host's other nodes run on, and ``restart``
+brings the node back. Staying up instead would leave a node that may have persisted a vote and
+not sent it, or sent half of what one step decided, acting on a state no peer can reason about.
+
 Datagrams arrive by callback: the endpoint's datagram protocol calls :meth:`NodeDriver.on_datagram`
 straight from the event loop (no queue and no task switch per datagram). What arrives while a node
 is paused, or after its socket is bound but before it booted, is kept and handled in order once it
@@ -51,9 +61,11 @@ from hierclust.core.types import (
     Admin,
     Alive,
     CancelTimer,
+    Command,
     Emit,
     Failure,
     Input,
+    LoopLag,
     Persist,
     Received,
     Send,
@@ -65,11 +77,14 @@ from hierclust.core.types import (
     witness_id,
 )
 from hierclust.runtime.context import HostContext
+from hierclust.runtime.events import FAILED
 from hierclust.runtime.state import load_state, save_state
 from hierclust.runtime.tiebreak import disk_exchange
 from hierclust.runtime.transport import AddressTuple, UdpEndpoint
 
 _LOG = logging.getLogger("hierclust.runtime")
+MAX_REASON_CHARS = 400
+"""An exception's message is cut to this in the reason (the log has the whole traceback)."""
 MAX_EARLY_DATAGRAMS = 4096
 """Datagrams kept for a node whose socket is bound but which has not booted yet (beyond that they
 are lost, counted as suppressed)."""
@@ -119,6 +134,9 @@ class NodeDriver:
         self.blocked = False  # a persist is in flight: effects wait in the backlog
         self.backlog: list[Any] = []
         self.pending_persist: asyncio.Future[None] | None = None
+        # how the last life ended (event and reason), until the next boot: what status shows
+        self.stop_event: str | None = None
+        self.stop_reason: str | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     @property
@@ -167,6 +185,7 @@ class NodeDriver:
             amnesiac=self.amnesiac,
         )
         self.node = node
+        self.stop_event = self.stop_reason = None
         # Sequence numbers from the wall clock (us): a restart, even one that lost its state,
         # never reuses numbers peers still hold in their replay windows.
         self.codec = Codec(
@@ -195,10 +214,13 @@ class NodeDriver:
 
     def crash(self, reason: str = "killed", event: str = "Crashed") -> None:
         """Stop at once, as a crash would: socket closed, timers dropped, no goodbye. ``event``
-        names it in the log: ``Stopped`` for a clean stop of the whole host."""
+        names it in the log: ``Stopped`` for a clean stop of the whole host, ``Failed`` for an
+        error in the node's step or effects (:meth:`_fail`)."""
         if self.node is None:
             return
         self.node = None
+        self.stop_event = event
+        self.stop_reason = reason
         self.life += 1
         self.blocked = False
         self.backlog = []
@@ -213,7 +235,12 @@ class NodeDriver:
         if self.endpoint is not None:
             self.endpoint.close()
             self.endpoint = None
-        self.ctx.bus.note({"event": event, "node": self.name, "rank": self.rank, "reason": reason})
+        try:
+            self.ctx.bus.note(
+                {"event": event, "node": self.name, "rank": self.rank, "reason": reason}
+            )
+        except OSError as exc:  # the event log's disk: the node is down all the same
+            _LOG.error("%s: cannot log %s (%s): %s", self.name, event, reason, exc)
         if self.on_crash is not None:
             self.on_crash(self, reason)
 
@@ -222,7 +249,12 @@ class NodeDriver:
         node = self.node
         if node is None:
             return
-        self._apply(node.step(time.monotonic_ns(), inp))
+        try:
+            effects = node.step(time.monotonic_ns(), inp)
+        except Exception as exc:
+            self._fail(f"step({self._input_text(inp)})", exc)
+            return
+        self._apply(effects)
 
     def _apply(self, effects: list[Any]) -> None:
         if self.blocked:
@@ -230,32 +262,81 @@ class NodeDriver:
             return
         send = self._send
         i = 0
-        for effect in effects:
-            if self.node is None:
-                return  # crashed half-way (failed persist): carry out nothing more
-            kind = type(effect)
-            if kind is Send:
-                send(effect.dst, effect.msg)
-            elif kind is SetTimer:
-                self._set_timer(effect.key, effect.at_ns)
-            elif kind is CancelTimer:
-                handle = self.timers.pop(effect.key, None)
-                if handle is not None:
-                    handle.cancel()
-            elif kind is Persist:
-                if self._persist(effect.state):
-                    self.blocked = True  # the rest waits until the state is durable
-                    self.backlog.extend(effects[i + 1 :])
-                    return
-            elif kind is Emit:
-                self.ctx.bus.publish(self.rank, self.name, effect.event)
-            else:  # pragma: no cover - a new effect type must be handled here
-                raise TypeError(f"unknown effect {effect!r}")
-            i += 1
+        effect: Any = None
+        try:
+            for effect in effects:
+                if self.node is None:
+                    return  # crashed half-way (e.g. by an input this step caused): no more
+                kind = type(effect)
+                if kind is Send:
+                    send(effect.dst, effect.msg)
+                elif kind is SetTimer:
+                    self._set_timer(effect.key, effect.at_ns)
+                elif kind is CancelTimer:
+                    handle = self.timers.pop(effect.key, None)
+                    if handle is not None:
+                        handle.cancel()
+                elif kind is Persist:
+                    if self._persist(effect.state):
+                        self.blocked = True  # the rest waits until the state is durable
+                        self.backlog.extend(effects[i + 1 :])
+                        return
+                elif kind is Emit:
+                    self.ctx.bus.publish(self.rank, self.name, effect.event)
+                else:  # pragma: no cover - a new effect type must be handled here
+                    raise TypeError(f"unknown effect {effect!r}")
+                i += 1
+        except Exception as exc:
+            self._fail(self._effect_text(effect), exc)
+
+    def _fail(self, what: str, exc: BaseException) -> None:
+        """Fail-stop: ``what`` (a step or an effect) raised ``exc``. Crash the node at once with
+        a reason naming it and the exception; nothing more of its step is carried out."""
+        message = str(exc)
+        if len(message) > MAX_REASON_CHARS:
+            message = message[:MAX_REASON_CHARS] + "..."
+        error = type(exc).__name__ + (f": {message}" if message else "")
+        reason = f"{self.name}: {what} raised {error}"
+        _LOG.error("%s; the node stops", reason, exc_info=exc)
+        self.crash(reason, event=FAILED)
+
+    def _peer_text(self, peer: int) -> str:
+        if peer >= 0:
+            topology = self.ctx.topology
+            return topology.node_name(peer) if peer < topology.num_nodes else f"rank {peer}"
+        return f"the tie-breaker of group {witness_group(peer)}"
+
+    def _input_text(self, inp: Any) -> str:
+        """An input in a failure reason: ``Received Ack from cn3``, ``TimerFired ('t', 0)``."""
+        kind = type(inp)
+        if kind is Received:
+            return f"Received {type(inp.msg).__name__} from {self._peer_text(inp.src)}"
+        if kind is TimerFired:
+            return f"TimerFired {inp.key!r}"
+        if kind is Unreachable:
+            return f"Unreachable {self._peer_text(inp.dst)}"
+        if kind is LoopLag:
+            return f"LoopLag {inp.lag_ms} ms"
+        if kind is Command:
+            return f"Command {inp.name}"
+        return kind.__name__
+
+    def _effect_text(self, effect: Any) -> str:
+        """An effect in a failure reason: ``Send VoteResp to cn2``, ``Persist to PATH``."""
+        kind = type(effect)
+        if kind is Send:
+            return f"Send {type(effect.msg).__name__} to {self._peer_text(effect.dst)}"
+        if kind is SetTimer or kind is CancelTimer:
+            return f"{kind.__name__} {effect.key!r}"
+        if kind is Persist:
+            return f"Persist to {self.state_path}"
+        if kind is Emit:
+            return f"Emit {type(effect.event).__name__}"
+        return f"effect {effect!r:.80}"
 
     def _persist(self, state: PersistentState) -> bool:
         """Write ``state``; True when the write went to the pool (the node is blocked until it
-        lands), False when it was done inline (or failed and crashed the node)."""
+        lands), False when it was done inline (an error raises: the caller fails the node)."""
         pool = self.ctx.persist_pool
         if pool is not None:
             loop = asyncio.get_running_loop()
@@ -264,11 +345,7 @@ class NodeDriver:
             future.add_done_callback(lambda f: self._persisted(f, life, state))
             self.pending_persist = future
             return True
-        try:
-            self._save_now(self.state_path, state)
-        except OSError as exc:
-            self._persist_failed(exc)
-            return False
+        self._save_now(self.state_path, state)
         self._durable(state)
         return False
 
@@ -284,25 +361,12 @@ class NodeDriver:
             return  # the node crashed meanwhile: what it held back is gone with it
         exc = future.exception()
         if exc is not None:
-            if isinstance(exc, OSError):
-                self._persist_failed(exc)
-            else:
-                _LOG.error("%s: writing %s: %r; crashing the node", self.name, self.state_path, exc)
-                self.crash("persist failed")
+            self._fail(f"Persist to {self.state_path}", exc)
             return
         self._durable(state)
         self.blocked = False
         backlog, self.backlog = self.backlog, []
         self._apply(backlog)
-
-    def _persist_failed(self, exc: OSError) -> None:
-        _LOG.error(
-            "%s: cannot write %s: %s; crashing the node",
-            self.name,
-            self.state_path,
-            exc.strerror or exc,
-        )
-        self.crash("persist failed")
 
     def _durable(self, state: PersistentState) -> None:
         self.stats.persists += 1
@@ -379,7 +443,12 @@ class NodeDriver:
         self.ctx.note_lag(now - at_ns)
         node = self.node
         if node is not None:
-            self._apply(node.step(now, TimerFired(key)))
+            try:
+                effects = node.step(now, TimerFired(key))
+            except Exception as exc:
+                self._fail(f"step({self._input_text(TimerFired(key))})", exc)
+                return
+            self._apply(effects)
 
     # -- receive path ------------------------------------------------------------------------------
     def on_datagram(self, data: bytes, peer: AddressTuple) -> None:
@@ -399,7 +468,13 @@ class NodeDriver:
             if self.ctx.isolated is not None and not self.ctx.allows(src, self.rank):
                 self.stats.suppressed += 1
                 return
-            self._apply(node.step(time.monotonic_ns(), Received(src, got[1])))
+            inp = Received(src, got[1])
+            try:
+                effects = node.step(time.monotonic_ns(), inp)
+            except Exception as exc:
+                self._fail(f"step({self._input_text(inp)})", exc)
+                return
+            self._apply(effects)
         else:
             assert isinstance(got, Dropped)
             self.drop_log.note(time.monotonic_ns(), got, peer=f"{peer[0]}:{peer[1]}")
@@ -471,7 +546,13 @@ class NodeDriver:
     def snapshot(self, now: int) -> dict[str, Any]:
         """What ``status`` shows about this node (JSON-ready)."""
         node = self.node
-        base: dict[str, Any] = {"rank": self.rank, "name": self.name, "running": node is not None}
+        base: dict[str, Any] = {
+            "rank": self.rank,
+            "name": self.name,
+            "running": node is not None,
+            "stop_event": self.stop_event,  # Crashed (killed), Failed (an error) or Stopped
+            "stop_reason": self.stop_reason,
+        }
         codec_counts = self.codec.counters.as_dict() if self.codec is not None else {}
         base["datagrams"] = {
             "sent": self.stats.sent,

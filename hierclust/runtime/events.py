@@ -19,6 +19,10 @@ from typing import IO, Any
 
 from hierclust.core.types import ADMIN_MODES, Admin, Alive, Failure, LeaseChanged
 
+FAILED = "Failed"
+"""The runtime event of a node that stopped on an error in its step or its effects (fail-stop);
+the others are ``Booted``, ``Crashed`` (killed) and ``Stopped`` (a clean stop of its host)."""
+
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:

@@ -20,6 +20,7 @@ from hierclust.core.timeouts import MS
 from hierclust.core.types import Command, LoopLag, WallClock
 from hierclust.runtime.context import HostContext, local_witnesses
 from hierclust.runtime.driver import NodeDriver, wall_offset_ns
+from hierclust.runtime.errors import NodeFailedError
 from hierclust.runtime.tiebreak import WitnessServer
 
 _LOG = logging.getLogger("hierclust.runtime")
@@ -114,7 +115,8 @@ class NodeHost:
         return t
 
     async def restart(self, rank: int, *, wipe: bool = False) -> None:
-        """Bring a crashed (or running: crash it first) node back, optionally without its disk."""
+        """Bring a crashed or failed (or running: crash it first) node back, optionally without
+        its disk. :class:`NodeFailedError` if it fails again on its ``Start``."""
         driver = self.driver(rank)
         driver.crash("restart")
         pending = driver.pending_persist
@@ -125,6 +127,8 @@ class NodeHost:
             driver.state_path.unlink(missing_ok=True)
         await driver.bind()
         driver.boot()
+        if not driver.running:
+            raise NodeFailedError(f"stopped again as it started: {driver.stop_reason}")
 
     def pause(self, rank: int, seconds: float) -> None:
         """Stall a node (no timers, no receive) for ``seconds``, like a long GC pause."""
@@ -147,11 +151,14 @@ class NodeHost:
     # -- administration ---------------------------------------------------------------------------
     def admin(self, mode: int, ranges: list[tuple[int, int]]) -> int:
         """Set the admin mode of rank ranges cluster-wide: one running node here issues the
-        admin notices, the tree carries them everywhere. Returns the issuing rank."""
+        admin notices, the tree carries them everywhere. Returns the issuing rank;
+        :class:`NodeFailedError` if that node stopped on an error carrying the command out."""
         now = time.monotonic_ns()
         for rank, driver in self.drivers.items():
             if driver.running and now >= driver.paused_until_ns:
                 driver.feed(Command("admin", (mode, tuple(ranges))))
+                if not driver.running:
+                    raise NodeFailedError(f"issuing the command: {driver.stop_reason}")
                 return rank
         raise ValueError("no running node in this worker to issue the command")
 

@@ -9,7 +9,10 @@ to the root quorate), only those nodes' failure notices count, and nodes outside
 - *cut off*: nodes running but outside the primary component while one exists: partitioned away,
   or in a group that has no quorate leader at the moment (an election);
 - *failed*: nodes some counted node holds a :class:`~hierclust.core.types.Failure` notice for (and
-  no later :class:`~hierclust.core.types.Alive`), unless that failure was planned;
+  no later :class:`~hierclust.core.types.Alive`), unless that failure was planned; and nodes
+  *stopped on an error*: their worker reports that an exception in their step or its effects
+  stopped them (fail-stop; snapshot ``stop_event`` ``Failed``), at once and whatever the notices
+  say, with the reason (``stopped_on_error``: node name -> reason);
 - *left*: the same, for a planned departure (the node was in maintenance or drained when its
   leader declared it: not a fault);
 - *suspect*: the rest: not answering (killed, worker gone) and not declared failed yet;
@@ -30,6 +33,7 @@ from __future__ import annotations
 from typing import Any
 
 from hierclust.core.types import ADMIN_MODES, MAINTENANCE
+from hierclust.runtime.events import FAILED
 from hierclust.topology import Group, Topology
 
 
@@ -51,6 +55,11 @@ class States:
     def __init__(self, topology: Topology, nodes: dict[int, dict[str, Any]]) -> None:
         self.nodes = nodes
         self.running = {r for r, n in nodes.items() if n.get("running")}
+        self.stopped_on_error: dict[int, str] = {
+            r: str(n.get("stop_reason") or "")
+            for r, n in nodes.items()
+            if not n.get("running") and n.get("stop_event") == FAILED
+        }
         in_primary = {r for r in self.running if nodes[r].get("in_primary")}
         self.primary = bool(in_primary)
         witnesses = in_primary if self.primary else self.running
@@ -67,7 +76,10 @@ class States:
             for r, inc in failed_inc.items()
             if not (r in self.running and nodes[r].get("incarnation", 0) > inc)
         }
-        self.left = {r for r in down if (r, failed_inc[r]) in planned}
+        down |= set(self.stopped_on_error)
+        self.left = {r for r in down if (r, failed_inc.get(r)) in planned} - set(
+            self.stopped_on_error
+        )
         self.failed = down - self.left
         self.cut_off = (self.running - down - in_primary) if self.primary else set()
         self.alive = self.running - down - self.cut_off
@@ -154,6 +166,9 @@ def aggregate(
         "maintenance_nodes": [names(r) for r in in_mode["maintenance"]],
         "drained_nodes": [names(r) for r in in_mode["drained"]],
         "suspect_nodes": [names(r) for r in within(states.suspect)],
+        "stopped_on_error": {
+            names(r): states.stopped_on_error[r] for r in within(set(states.stopped_on_error))
+        },
         "group_details": shown,
         "errors": errors or [],
     }

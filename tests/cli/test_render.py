@@ -68,6 +68,19 @@ def test_status_of_a_subtree_counts_the_subtree() -> None:
     assert "rack-a" not in text
 
 
+def test_status_lists_the_nodes_that_stopped_on_an_error_with_the_reason() -> None:
+    topology = demo()
+    snaps = snapshots(topology)
+    reason = "dn08: Persist to /var/lib/hc/nodes/dn08.json raised OSError: [Errno 28] No space"
+    for node in snaps[0]["nodes"]:
+        if node["rank"] == 7:
+            node.update(running=False, stop_event="Failed", stop_reason=reason, groups=[])
+    text = rendered(status_tree(topology, aggregate(topology, snaps)))
+    assert text.startswith("demo: 62/63 alive, 0 cut off, 0 suspect, 1 failed")
+    assert "rack-a.t0.1 tier 0: no leader: dn08 is failed" in text
+    assert f"stopped on an error: {reason}" in text
+
+
 def demo_report(processes: int, left: int) -> dict[str, object]:
     kill = {
         "victim": "dn63", "victim_role": "leaf", "detected_by": "dn57", "detect_ms": 150.2,

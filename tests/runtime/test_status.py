@@ -133,3 +133,40 @@ def test_a_planned_departure_is_left_and_its_slot_is_not_counted() -> None:
     assert groups["rack-a.t0.1"]["leader_state"] == "left" and not groups["rack-a.t0.1"]["led"]
     assert groups["rack-a.t0.1"]["votes_present"] == 6
     assert groups["rack-a"]["votes_present"] == 2, "a slot counts when its group is led"
+
+
+def stop(snaps: list[dict[str, Any]], rank: int, event: str, reason: str) -> None:
+    """``rank`` as its worker reports it once stopped (no groups, no notices)."""
+    for node in snaps[0]["nodes"]:
+        if node["rank"] == rank:
+            node.update(running=False, stop_event=event, stop_reason=reason, groups=[], failed=[])
+            del node["incarnation"], node["in_primary"]
+
+
+ERROR = "dn08: step(Received Ack from dn01) raised KeyError: 3"
+
+
+def test_a_node_stopped_on_an_error_is_failed_at_once_with_its_reason() -> None:
+    """dn08 (leader of rack-a.t0.1) stopped on an error and no notice about it is out yet: it is
+    failed, not suspect, and its group has no leader; a killed node is still only suspect."""
+    topology = demo()
+    snaps = snapshots(topology)
+    stop(snaps, 7, "Failed", ERROR)
+    stop(snaps, 20, "Crashed", "killed")  # dn21
+    summary = aggregate(topology, snaps)
+    assert summary["failed_nodes"] == ["dn08"] and summary["suspect_nodes"] == ["dn21"]
+    assert summary["stopped_on_error"] == {"dn08": ERROR}
+    assert (summary["alive"], summary["failed"], summary["suspect"]) == (61, 1, 1)
+    groups = by_name(summary)
+    assert groups["rack-a.t0.1"]["leader_state"] == "failed" and not groups["rack-a.t0.1"]["led"]
+    assert groups["rack-a.t0.1"]["failed_members"] == ["dn08"]
+    assert aggregate(topology, snaps, group="rack-b")["stopped_on_error"] == {}
+
+
+def test_an_error_is_a_fault_even_in_maintenance() -> None:
+    """The notice says planned (dn08 was drained), but it stopped on an error: failed, not left."""
+    topology = demo()
+    snaps = snapshots(topology, failed={7: True})
+    stop(snaps, 7, "Failed", ERROR)
+    summary = aggregate(topology, snaps)
+    assert summary["failed_nodes"] == ["dn08"] and summary["left_nodes"] == []

@@ -7,6 +7,7 @@ codecs (same keyring), so it sees exactly which datagrams node 0 sends.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -169,6 +170,12 @@ async def test_a_vote_that_cannot_be_persisted_is_never_sent(
     driver = cluster.host.drivers[0]
     await wait_for(lambda: not driver.running, 3.0, "the node to stop")
     assert not [v for v in one.votes(TERM) if v.granted]
+    reason = (
+        f"cn1: Persist to {driver.state_path} raised OSError: [Errno 28] No space left on device"
+    )
+    assert (driver.stop_event, driver.stop_reason) == ("Failed", reason)
+    log = (cluster.state_dir / "events-test.jsonl").read_text().splitlines()
+    assert [r["reason"] for r in map(json.loads, log) if r["event"] == "Failed"] == [reason]
 
 
 async def test_a_slow_disk_delays_the_vote_not_the_event_loop(
