@@ -83,8 +83,13 @@ class Detection(NodeState):
                 gs.holders[s] = -1
                 self._bump_view(gs, out)
                 self._send_roster(gs, out)
-                if holder >= 0 and holder != self.rank and now < gs.lease_until:
-                    self._doubt(now, gs, holder, gs.incs[s], out)
+                if now < gs.lease_until:
+                    # nobody from the child group came: its whole subtree is cut off (or dead)
+                    self._cut_off(now, gs, s, out)
+                    if holder >= 0 and holder != self.rank:
+                        self._doubt(now, gs, holder, gs.incs[s], out)
+        if self.reach and not gs.leaf:
+            self._rejoined(now, gs, out)
         if now < due < now + tm.heartbeat:
             out.append(SetTimer(("s", gs.gi), due))
 

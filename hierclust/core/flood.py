@@ -43,6 +43,7 @@ from hierclust.core.types import (
     NoticeLearned,
     Send,
     SetTimer,
+    Subtree,
 )
 
 MAX_BACKLOG = 256
@@ -56,11 +57,15 @@ _COMPACT_KEY: Final = ("x",)
 
 def notice_key(notice: Notice) -> int:
     """Integer identity of a notice: ``(kind, node, incarnation)`` packed for a cheap dict key
-    (an admin notice: a negative hash of its identity, so it never meets the others)."""
+    (an admin or subtree notice: a negative hash of its identity, so it never meets the others)."""
     if type(notice) is Admin:
         h = mix_key(notice.node ^ (notice.count << 32))
         h = mix_key(h ^ notice.seq)
         return -1 - mix_key(h ^ ((notice.issuer << 2) | notice.mode))
+    if type(notice) is Subtree:
+        h = mix_key(notice.group ^ (notice.node << 24) ^ (notice.count << 48))
+        h = mix_key(h ^ notice.seq)
+        return -1 - mix_key(h ^ ((notice.issuer << 3) | 4 | notice.reachable))
     kind = 0 if type(notice) is Failure else 1
     return (notice.node << 33) | (notice.incarnation << 1) | kind  # type: ignore[union-attr]
 
@@ -84,12 +89,16 @@ class Flood(NodeState):
             found = tuple(n for about in self.known.values() for n in about)
         if self.admin:
             found += tuple(self.admin.values())
+        if self.reach:
+            found += tuple(self.reach.values())
         return found
 
     def has_notice(self, notice: Notice) -> bool:
         key = notice_key(notice)
         if type(notice) is Admin:
             return self.admin is not None and key in self.admin
+        if type(notice) is Subtree:
+            return self.reach is not None and self.reach.get(notice.group) == notice
         if self.known is None:
             return False
         return any(notice_key(n) == key for n in self.known.get(notice.node, ()))
@@ -103,6 +112,8 @@ class Flood(NodeState):
     def _learn(self, now: int, notice: Notice, via: int | None, out: list[Effect]) -> bool:
         if isinstance(notice, Admin):
             return self._learn_admin(now, notice, via, out)
+        if isinstance(notice, Subtree):
+            return self._learn_subtree(now, notice, via, out)
         key = notice_key(notice)
         tm = self.layout.timing[self.path[0]]
         failure = type(notice) is Failure
@@ -305,12 +316,14 @@ class Flood(NodeState):
             if gs is not None and gs.gi == msg.via:
                 via_level = lvl
         learned: list[Notice] = []
-        newer: list[Admin] = []
+        newer: list[Admin | Subtree] = []
         for n in msg.notices:
             if self._learn(now, n, msg.via, out):
                 learned.append(n)
             elif type(n) is Admin:
                 newer.extend(a for a in self._superseding(n) if a not in newer)
+            elif type(n) is Subtree and (held := self._newer_subtree(n)) is not None:
+                newer.append(held)
         if learned:
             fresh = tuple(learned)
             if self.pending is not None:
@@ -319,9 +332,9 @@ class Flood(NodeState):
                         self.pending.pop(n.node, None)
             self._forward(now, fresh, via_level, src, out)
         if newer:
-            # The sender holds admin notices we dropped for newer ones: send it those. Digest
-            # counts do not tell which side is newer here (the newer notice may replace several
-            # older ones), so the side that pulls may be the one that knows more.
+            # The sender holds admin or subtree notices we dropped for newer ones: send it those.
+            # Digest counts do not tell which side is newer here (a newer notice may replace
+            # several older ones), so the side that pulls may be the one that knows more.
             out.append(Send(src, Notices(msg.via, 0, tuple(newer[:MAX_NOTICES_PER_MESSAGE]))))
 
     def _on_notices_ack(self, now: int, src: int, msg: NoticesAck, out: list[Effect]) -> None:

@@ -28,6 +28,7 @@ class Layout:
         "votes",
         "quorum",
         "tie",
+        "children",
         "child_first",
         "child_end",
         "timing",
@@ -59,6 +60,9 @@ class Layout:
             if g.tiebreaker is None
             else (TIE_WITNESS if g.tiebreaker.kind == "witness" else TIE_DISK)
             for g in groups
+        )
+        self.children: tuple[tuple[int, ...], ...] = tuple(
+            tuple(index[c] for c in g.children) for g in groups
         )
         self.child_first: tuple[tuple[int, ...], ...] = tuple(
             tuple(topology.groups[c].first_rank for c in g.children) for g in groups

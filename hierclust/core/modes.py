@@ -76,8 +76,8 @@ class Modes(NodeState):
         table[key] = notice
         self.dcount += 1
         self.dhash ^= mix_key(key)
-        if notice.seq > self.admin_seq:
-            self.admin_seq = notice.seq
+        if notice.seq > self.range_seq:
+            self.range_seq = notice.seq
         if len(table) > MAX_ADMIN:
             self._drop_admin(min(table, key=lambda k: table[k].order))
         out.append(Emit(NoticeLearned(notice, via)))
@@ -118,10 +118,7 @@ class Modes(NodeState):
         for first, count in ranges:
             if count <= 0 or first < 0 or first + count > size:
                 raise ValueError(f"admin range {first}+{count} outside ranks 0..{size - 1}")
-        # after everything this node has seen, and at least its wall clock in ms (a hybrid
-        # logical clock: commands from different hosts that have not seen each other are
-        # ordered by wall clocks, then issuer)
-        seq = max(self.admin_seq + 1, self._wall_ms(now))
+        seq = self._next_seq(now)
         fresh = [
             n
             for first, count in ranges

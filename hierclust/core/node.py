@@ -21,6 +21,7 @@ module         owns
 ``elections``  candidacy, pre-vote, vote, winning and stepping down, hints, hand-off
 ``slots``      joining the group above, slot hand-over, rosters, finding slot holders
 ``flood``      notices: learn, forward along tree edges, retransmit, digests, pulls, compaction
+``reach``      subtree notices: which parts of the tree are cut off, issued by parent leaders
 ``modes``      admin notices (maintenance, drained) and this node's own mode
 =============  ===============================================================================
 
@@ -82,6 +83,7 @@ from hierclust.core.messages import (
     VoteResp,
 )
 from hierclust.core.modes import Modes
+from hierclust.core.reach import Reach
 from hierclust.core.slots import Slots
 from hierclust.core.state import LEADER, PersistentState
 from hierclust.core.timeouts import health_after
@@ -103,7 +105,7 @@ from hierclust.core.types import (
 __all__ = ["Node", "PersistentState"]
 
 
-class Node(Heartbeats, Detection, Elections, Slots, Flood, Modes):
+class Node(Heartbeats, Detection, Elections, Slots, Reach, Flood, Modes):
     """The protocol for one node (``rank``) of ``topology``: every concern, and the dispatch of
     inputs to them (see the module docstring)."""
 

@@ -32,6 +32,7 @@ from hierclust.core.types import (
     Persist,
     QuorumChanged,
     Send,
+    Subtree,
     ViewChanged,
 )
 from hierclust.topology.model import Topology
@@ -268,11 +269,12 @@ class NodeState:
         "expiry",
         "refuted_at",
         "admin",
-        "admin_seq",
+        "range_seq",
         "mode",
         "wall",
         "born",
         "forgotten",
+        "reach",
     )
 
     def __init__(
@@ -313,7 +315,7 @@ class NodeState:
         self.refuted_at = NEVER  # when an ack last made us take a new incarnation
         # admin notices by notice_key; the newest covering a rank gives its mode
         self.admin: dict[int, Admin] | None = None
-        self.admin_seq = 0
+        self.range_seq = 0  # highest seq of an admin or subtree notice seen (a logical clock)
         self.mode = ACTIVE  # our own admin mode
         self.wall = 0  # this host's wall clock minus its monotonic clock (Start, WallClock)
         # failure notices by notice_key -> when we date the detection, by our own clock
@@ -321,6 +323,8 @@ class NodeState:
         # notices compacted away by age, by notice_key -> until when they stay forgotten (a
         # late copy from a peer whose reckoning of the age is behind ours is not learned anew)
         self.forgotten: dict[int, int] | None = None
+        # subtree notices: the newest per group (see reach.py)
+        self.reach: dict[int, Subtree] | None = None
         self.inc = incarnation
         if persisted is not None:
             self.inc = max(incarnation, persisted.incarnation + 1)
@@ -519,6 +523,12 @@ class NodeState:
         gs.view_id += 1
         out.append(Emit(ViewChanged(gs.gi, gs.view_id)))
 
+    def _next_seq(self, now: int) -> int:
+        """The ``seq`` of an admin or subtree notice this node issues: after every one it has
+        seen, and at least its wall clock in ms (a hybrid logical clock: notices from different
+        nodes that have not seen each other are ordered by wall clocks, then issuer)."""
+        return max(self.range_seq + 1, self._wall_ms(now))
+
     def _wall_ms(self, now: int) -> int:
         """This host's wall clock in ms: what upper-tier terms and admin commands start from when
         the node knows of no higher value (they never go below what it knows)."""
@@ -561,6 +571,7 @@ class NodeState:
         ) -> None: ...
         def _known_about(self, node: int) -> tuple[int, int]: ...
         def _learn(self, now: int, notice: Notice, via: int | None, out: list[Effect]) -> bool: ...
+        def _unlearn(self, notice: Notice) -> int: ...
         # slots.py
         def _locate(self, gs: GroupState, out: list[Effect], *, unknown_only: bool) -> None: ...
         def _take_slot(
@@ -576,6 +587,13 @@ class NodeState:
         def _learn_admin(
             self, now: int, notice: Admin, via: int | None, out: list[Effect]
         ) -> bool: ...
+        # reach.py
+        def _learn_subtree(
+            self, now: int, notice: Subtree, via: int | None, out: list[Effect]
+        ) -> bool: ...
+        def _newer_subtree(self, notice: Subtree) -> Subtree | None: ...
+        def _cut_off(self, now: int, gs: GroupState, s: int, out: list[Effect]) -> None: ...
+        def _rejoined(self, now: int, gs: GroupState, out: list[Effect]) -> None: ...
         # heartbeats.py
         def _heartbeat(self, now: int, gs: GroupState, out: list[Effect]) -> None: ...
         def _leader_tick(

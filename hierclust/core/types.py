@@ -98,7 +98,35 @@ class Admin:
         return self.node <= rank < self.node + self.count
 
 
-Notice = Failure | Alive | Admin
+@dataclass(frozen=True, slots=True)
+class Subtree:
+    """The subtree under ``group`` (ranks ``node .. node + count - 1``) is cut off from the rest
+    of the tree (``reachable`` False), or back (True). The leader of the parent group issues it
+    when the group's slot stays empty past ``slot_grace_ms`` (no leader of the child group came
+    to fill it: the child group is cut off or dead), and again when a leader of it takes the slot.
+    ``seq`` orders them as for :class:`Admin`; per group the newest holds, and a node keeps only
+    that one."""
+
+    node: NodeId
+    count: int
+    group: GroupId
+    reachable: bool
+    seq: int
+    issuer: NodeId
+
+    @property
+    def identity(self) -> tuple[str, GroupId, int, int]:
+        return ("subtree", self.group, self.seq, self.issuer)
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.seq, self.issuer)
+
+    def covers(self, rank: int) -> bool:
+        return self.node <= rank < self.node + self.count
+
+
+Notice = Failure | Alive | Admin | Subtree
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -242,6 +270,25 @@ class LeaseChanged:
 class ViewChanged:
     group: GroupId
     view_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubtreeUnreachable:
+    """This node now holds that the subtree under ``group`` (ranks ``first .. first + count -
+    1``) is cut off from the rest of the tree."""
+
+    group: GroupId
+    first: NodeId
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubtreeReachable:
+    """The subtree under ``group`` is reachable again (as this node holds it)."""
+
+    group: GroupId
+    first: NodeId
+    count: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,7 @@ from hierclust.core.types import (
     Send,
     SetTimer,
     Start,
+    Subtree,
     TimerFired,
     Unreachable,
     witness_group,
@@ -581,7 +582,12 @@ class NodeDriver:
         failed: dict[int, int] = {}
         alive: dict[int, int] = {}
         planned: set[tuple[int, int]] = set()
+        cut: list[list[int]] = []
         for notice in node.known_notices():
+            if isinstance(notice, Subtree):
+                if not notice.reachable:
+                    cut.append([notice.group, notice.node, notice.count])
+                continue
             if isinstance(notice, Admin):
                 continue
             table = alive if isinstance(notice, Alive) else failed
@@ -594,6 +600,7 @@ class NodeDriver:
             muted=bool(self.muted_until_ns and now < self.muted_until_ns),
             paused=now < self.paused_until_ns,
             in_primary=node.in_primary(now),
+            unreachable=sorted(cut),
             groups=groups,
             mode=ADMIN_MODES[node.mode],
             failed=sorted(

@@ -19,7 +19,8 @@ re-elect):
   incarnation that any node learned was alive: a node that came back and crashed again before
   anyone heard of it is covered by its old notice);
 - every live node sees the same admin mode for every node, and no node in maintenance or drained
-  leads a leaf group that has a live active member.
+  leads a leaf group that has a live active member;
+- no live node holds a subtree cut off when that group and every group above it are led.
 """
 
 from __future__ import annotations
@@ -290,6 +291,7 @@ def check_liveness(sim: Simulator) -> list[str]:
         if leader is None or sim.nodes[leader] is None:
             problems.append(f"group {group.name}: leader {leader} is not live")
     problems.extend(check_admin(sim))
+    problems.extend(check_reach(sim))
     crashed = sorted(sim.crashed)
     if crashed:
         # A node that came back and crashed again before anyone heard of it is still down: the old
@@ -313,6 +315,26 @@ def check_liveness(sim: Simulator) -> list[str]:
                     )
                     if len(problems) > 20:
                         return problems
+    return problems
+
+
+def check_reach(sim: Simulator) -> list[str]:
+    """No live node holds a subtree cut off once that group and every group above it has a
+    live leader that all its live members follow (its slot is filled again)."""
+    topology = sim.topology
+    led = {g.index for g in topology.by_index if sim.leader_of(g.index) is not None}
+    problems: list[str] = []
+    for rank in sim.live_ranks():
+        for group in sim.nodes[rank].unreachable_groups():
+            above = topology.path(topology.by_index[group].first_rank)
+            chain = above[[g.index for g in above].index(group) :]
+            if all(g.index in led for g in chain):
+                problems.append(
+                    f"node {topology.node_name(rank)} holds {topology.by_index[group].name} "
+                    "cut off, but it and every group above it are led"
+                )
+                if len(problems) > 20:
+                    return problems
     return problems
 
 

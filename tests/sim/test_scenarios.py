@@ -188,3 +188,62 @@ def test_site_partition_of_the_seed_topology() -> None:
     sim.run_until(sim.now + 5_000 * MS)
     assert all(sim.nodes[r].in_primary(sim.local_now(r)) for r in sim.live_ranks())
     assert sim.checker.violations == []
+
+
+@pytest.mark.parametrize(
+    ("site", "lost"),
+    [
+        # a leaf group whose leader leads nothing above: england's leader empties its slot
+        ("england.t0.2", "england.t0.2"),
+        # Scotland's leader also leads uk (the lowest rank stands first) and keeps it with the
+        # witness, which the simulator places at a third site that both sides reach: so the root
+        # empties uk's slot, and all of uk (England too) is out of the primary component
+        ("scotland", "uk"),
+    ],
+)
+def test_a_cut_off_site_is_unreachable_for_the_primary_and_reachable_after_heal(
+    site: str, lost: str
+) -> None:
+    topology = load(REPO / "topologies" / "seed.toml")
+    sim = booted(topology)
+    cut_group, lost_group = topology.group(site), topology.group(lost)
+    inside = set(cut_group.ranks)
+    primary = [r for r in sim.live_ranks() if r not in set(lost_group.ranks)]
+    parent = topology.group(lost_group.parent).tuning  # the tier whose leader empties the slot
+    bound = (
+        parent.suspect_after_ms + parent.confirm_ms + parent.election_timeout_ms
+        + parent.slot_grace_ms
+    ) * MS  # fmt: skip
+    cut = sim.now
+    sim.partition(Partition([(cut_group.first_rank, cut_group.end_rank, 1)]))
+    learned: dict[int, int] = {}
+    while sim.now < cut + 2 * bound and len(learned) < len(primary):
+        sim.run_until(sim.now + 10 * MS)
+        for r in primary:
+            if r not in learned and not sim.nodes[r].reachable(cut_group.first_rank):
+                learned[r] = sim.now - cut
+    # Every node of the primary component holds the whole lost subtree unreachable (every rank
+    # of it, not just a slot holder) within the detection bound of the tier that saw it go:
+    # suspect, confirm, an election timeout and the slot's grace.
+    assert sorted(learned) == primary
+    assert max(learned.values()) <= bound, (max(learned.values()) / MS, bound / MS)
+    for r in primary:
+        assert sim.nodes[r].unreachable_groups() == (lost_group.index,)
+        assert not any(sim.nodes[r].reachable(x) for x in lost_group.ranks)
+        assert sim.nodes[r].in_primary(sim.local_now(r))
+    # The cut-off site keeps its local leader and knows it is not in the primary component.
+    assert lease_holder(sim, cut_group.index) is not None
+    assert not any(sim.nodes[r].in_primary(sim.local_now(r)) for r in inside)
+    # Heal: the slot is filled again and everyone holds the subtree reachable.
+    heal = sim.now
+    sim.partition(None)
+    while sim.now < heal + 6_000 * MS and any(
+        sim.nodes[r].unreachable_groups() for r in sim.live_ranks()
+    ):
+        sim.run_until(sim.now + 10 * MS)
+    rejoined = sim.now - heal
+    assert not any(sim.nodes[r].unreachable_groups() for r in sim.live_ranks())
+    assert rejoined <= (parent.election_timeout_ms + 2 * parent.heartbeat_ms) * MS, rejoined / MS
+    sim.run_until(sim.now + 2_000 * MS)
+    assert all(sim.nodes[r].in_primary(sim.local_now(r)) for r in sim.live_ranks())
+    assert sim.checker.violations == []
