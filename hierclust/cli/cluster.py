@@ -137,28 +137,66 @@ def agent(
 def witness(
     topology_file: TopologyFileOpt,
     state_dir: StateDirOpt = None,
+    init: Annotated[
+        bool,
+        typer.Option(
+            "--init",
+            help="Create the state files of a new witness (term 0) and exit. Never for a "
+            "witness that lost its state: it could grant a term twice.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Run this host's witness tie-breakers in the foreground.
 
-    Serves every witness of the topology whose address is on 127.0.0.1.
+    Serves every witness of the topology whose address is on 127.0.0.1. Each needs its state
+    file (nodes/witness-GROUP.json in the state directory): a missing or damaged one is an
+    error (exit 2), never a fresh start. A new witness is set up once with --init.
     """
     from hierclust.runtime.context import local_witnesses
     from hierclust.runtime.deploy import resolve_keyring
+    from hierclust.runtime.state import StateFileError
     from hierclust.runtime.worker import run, run_worker
 
     topology = load_or_fail(topology_file, as_json)
     if not local_witnesses(topology):
         fail(f"{topology.source}: no witness tie-breaker on 127.0.0.1", as_json)
     directory = resolve(state_dir, "witness", as_json, must_exist=False)
+    if init:
+        init_witness(topology, directory, as_json)
+        return
     try:
         directory.mkdir(parents=True, exist_ok=True)
         keyring = resolve_keyring(topology, topology_file, directory)
         run(run_worker(topology_file.resolve(), directory, "witness", [], keyring, witnesses=True))
-    except (DeployError, OSError) as exc:
+    except (DeployError, OSError, StateFileError) as exc:
         fail(str(exc), as_json)
     except KeyboardInterrupt:
         pass
+
+
+def init_witness(topology: Topology, directory: Path, as_json: bool) -> None:
+    """``witness --init``: create the missing state files; exit 1 when none was missing."""
+    from hierclust.runtime.tiebreak import init_witness_states
+
+    try:
+        created, existing = init_witness_states(topology, directory)
+    except OSError as exc:
+        fail(f"{directory}: cannot create the witness state: {exc.strerror or exc}", as_json)
+    if not created:
+        refuse(
+            "nothing to create: every witness state file exists: "
+            + ", ".join(str(p) for p in existing),
+            as_json,
+            existing=[str(p) for p in existing],
+        )
+    if as_json:
+        emit_json({"created": [str(p) for p in created], "existing": [str(p) for p in existing]})
+        return
+    for path in created:
+        out.print(f"created {path} (term 0)", highlight=False, soft_wrap=True)
+    for path in existing:
+        out.print(f"kept {path} as it is", highlight=False, soft_wrap=True)
 
 
 @app.command("deploy")

@@ -8,17 +8,34 @@ the larger side first, ties to the lowest node id (ffsplit). It grants at most o
 term and never goes back to a lower term. A leader that won with (or without) the witness renews
 its share of the lease with :class:`TieRenew`; while the holder renewed within ``hold_ms`` the
 witness refuses everyone else, which is what lets the witness count toward the leader's lease.
+
+Durability is the host's job, with two rules (``WitnessServer`` in the runtime follows them):
+
+- :meth:`Witness.durable` (``term``, ``holder``) must be on disk before any ``Send`` of the step
+  that changed it leaves. If the write fails, :meth:`Witness.rollback` to what
+  :meth:`Witness.saved` returned before the step, and send nothing of that step: every answer the
+  witness ever gave is then backed by its file, and the file's ``term`` is the highest term it
+  granted or accepted a renewal for.
+- A restarted witness is built with :meth:`Witness.restore`: its holder keeps a full ``hold_ms``
+  from the restart (the witness cannot know when the holder last renewed, and the holder's lease
+  counts on that promise).
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 from hierclust.core.messages import TieRenew, TieRenewAck, TieVote, TieVoteResp
 from hierclust.core.timeouts import MS
 from hierclust.core.types import Effect, Input, Received, Send, SetTimer, TimerFired
 
+Saved = tuple[int, int, int]
+"""What :meth:`Witness.rollback` needs: ``(term, holder, renewed_ns)``."""
+
 
 class Witness:
     __slots__ = ("group", "window_ns", "hold_ns", "term", "holder", "renewed_ns", "requests")
+    on_reader_clock: ClassVar[bool] = False  # stepped on the witness host's clock, not the asker's
 
     def __init__(self, group: int, *, window_ms: int = 20, hold_ms: int = 800) -> None:
         self.group = group
@@ -29,6 +46,26 @@ class Witness:
         self.renewed_ns = -(1 << 62)
         self.requests: list[tuple[int, int, int]] = []  # (term, side, candidate)
 
+    # -- durability (the host's side of it) -------------------------------------------------------
+    def durable(self) -> tuple[int, int]:
+        """``(term, holder)``: what the host writes before it sends the answers of a step."""
+        return self.term, self.holder
+
+    def saved(self) -> Saved:
+        return self.term, self.holder, self.renewed_ns
+
+    def rollback(self, saved: Saved) -> None:
+        """Back to the state before a step whose write failed. Requests that step consumed stay
+        consumed: nobody got an answer, and candidates ask again in their next round."""
+        self.term, self.holder, self.renewed_ns = saved
+
+    def restore(self, now: int, term: int, holder: int) -> None:
+        """Start from the state on disk; a holder keeps its hold for ``hold_ms`` from ``now``."""
+        self.term, self.holder = term, holder
+        self.renewed_ns = now if holder >= 0 else -(1 << 62)
+        self.requests = []
+
+    # -- the protocol -----------------------------------------------------------------------------
     def step(self, now: int, inp: Input) -> list[Effect]:
         out: list[Effect] = []
         if isinstance(inp, Received):
@@ -51,6 +88,7 @@ class Witness:
             out.append(Send(src, TieVoteResp(self.group, msg.term, would, True)))
             return
         if msg.term == self.term and src == self.holder:
+            # answered from (term, holder), which the host keeps equal to what is on disk
             out.append(Send(src, TieVoteResp(self.group, msg.term, True, False)))
             return
         if msg.term <= self.term or self._held_by_other(now, src):

@@ -5,6 +5,7 @@ State directory layout (every lab and status command takes the same ``--state-di
     deploy.json            what was started: topology, keyring, workers (id, pid, ranks)
     keyring.toml           generated when the topology names no cluster.secret_file
     nodes/<name>.json      durable state per node (incarnation, votes)
+    nodes/witness-<group>.json  durable state of a local witness (term, holder)
     <worker>.pid/.sock     per worker process: pid file and control socket
     events-<worker>.jsonl  events of that worker's nodes, one JSON object per line
     <worker>.log           the worker's stderr
@@ -34,6 +35,7 @@ from hierclust.runtime.discover import pid_alive, udp_port_owner
 from hierclust.runtime.errors import DeployError
 from hierclust.runtime.launch import hosts_of
 from hierclust.runtime.state import state_to_json
+from hierclust.runtime.tiebreak import init_witness_states
 from hierclust.topology import Address, Topology
 
 DEPLOY_FILE = "deploy.json"
@@ -264,7 +266,12 @@ def deploy(
     check_ports_free(topology)
     check_disk_leases(topology)
     keyring = resolve_keyring(topology, topology_path, state_dir)
+    # A state directory that never held nodes is a new deployment: its witnesses are new too.
+    # Anywhere else a missing witness state file may be a lost one, and worker w0 refuses it.
+    new_deployment = not (state_dir / "nodes").exists()
     init_states(topology, state_dir)
+    if new_deployment:
+        init_witness_states(topology, state_dir)
     for stale in control_sockets(state_dir):
         stale.unlink(missing_ok=True)
     processes = max(1, min(processes, topology.num_nodes))

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from hierclust.codec import Codec, DropLogger, Dropped, EncodeError
+from hierclust.core.disk import LeaseWatch
 from hierclust.core.node import Node
 from hierclust.core.state import PersistentState
 from hierclust.core.types import (
@@ -80,7 +81,7 @@ from hierclust.core.types import (
 from hierclust.runtime.context import HostContext
 from hierclust.runtime.events import FAILED
 from hierclust.runtime.state import load_state, save_state
-from hierclust.runtime.tiebreak import disk_exchange
+from hierclust.runtime.tiebreak import LeaseFileError, disk_exchange
 from hierclust.runtime.transport import AddressTuple, UdpEndpoint
 
 _LOG = logging.getLogger("hierclust.runtime")
@@ -89,6 +90,8 @@ MAX_REASON_CHARS = 400
 MAX_EARLY_DATAGRAMS = 4096
 """Datagrams kept for a node whose socket is bound but which has not booted yet (beyond that they
 are lost, counted as suppressed)."""
+DISK_TROUBLE_LOG_NS = 10_000_000_000
+"""A disk lease that stays unusable is logged again this often (the leader asks every tick)."""
 
 
 def wall_offset_ns() -> int:
@@ -138,6 +141,8 @@ class NodeDriver:
         # how the last life ended (event and reason), until the next boot: what status shows
         self.stop_event: str | None = None
         self.stop_reason: str | None = None
+        self.lease_watches: dict[int, LeaseWatch] = {}  # disk leases by group, on this host's clock
+        self.disk_trouble: dict[int, tuple[str, int]] = {}  # group -> (last problem logged, when)
 
     # -- lifecycle --------------------------------------------------------------------------------
     @property
@@ -410,14 +415,30 @@ class NodeDriver:
 
     def _disk(self, group: int, msg: Any) -> None:
         """A disk tie-breaker request, carried out on the lease file; the answer comes back as
-        an input on the next loop turn (never inside this step)."""
+        an input on the next loop turn (never inside this step). The lease is judged on this
+        host's monotonic clock, with this node's memory of the record (``lease_watches``)."""
         path = self.ctx.disk_leases[group]
+        watch = self.lease_watches.get(group)
+        if watch is None:
+            watch = self.lease_watches[group] = LeaseWatch()
+        hold_ms = self.ctx.topology.by_index[group].tuning.election_timeout_ms
         try:
-            effects = disk_exchange(path, group, self.rank, msg)
-        except OSError as exc:
+            effects = disk_exchange(path, group, self.rank, msg, watch, time.monotonic_ns, hold_ms)
+        except (OSError, LeaseFileError) as exc:
+            # no answer: no vote, and a holder's share of its lease is not renewed
             self.stats.suppressed += 1
-            _LOG.warning("%s: disk lease %s: %s", self.name, path, exc.strerror)
+            if isinstance(exc, LeaseFileError):
+                problem = str(exc)
+            else:
+                problem = f"{path}: {exc.strerror or exc}"
+            now = time.monotonic_ns()
+            last = self.disk_trouble.get(group)
+            if last is None or last[0] != problem or now - last[1] >= DISK_TROUBLE_LOG_NS:
+                self.disk_trouble[group] = (problem, now)
+                _LOG.warning("%s: disk lease: %s; no vote or renewal from it", self.name, problem)
             return
+        if self.disk_trouble.pop(group, None) is not None:
+            _LOG.warning("%s: disk lease %s: a valid record again", self.name, path)
         loop = asyncio.get_running_loop()
         for effect in effects:
             if type(effect) is Send and effect.dst == self.rank:

@@ -23,6 +23,7 @@ from hierclust.runtime.context import HostContext
 from hierclust.runtime.control import ControlServer
 from hierclust.runtime.events import EventBus
 from hierclust.runtime.host import NodeHost
+from hierclust.runtime.state import StateFileError
 from hierclust.topology import load
 
 
@@ -56,7 +57,11 @@ async def run_worker(
     (state_dir / "nodes").mkdir(parents=True, exist_ok=True)
     bus = EventBus(state_dir / f"events-{worker_id}.jsonl")
     ctx = HostContext(topology, keyring, state_dir, bus)
-    host = NodeHost(ctx, ranks, witnesses=witnesses)
+    try:
+        host = NodeHost(ctx, ranks, witnesses=witnesses)
+    except StateFileError:
+        bus.close()
+        raise
     control = ControlServer(host, state_dir / f"{worker_id}.sock", keyring_path)
     pid_file = state_dir / f"{worker_id}.pid"
     loop = asyncio.get_running_loop()
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         run(coro, use_uvloop=args.uvloop)
-    except OSError as exc:
+    except (OSError, StateFileError) as exc:
         print(f"worker {args.worker}: {exc}", file=sys.stderr)
         return 2
     return 0

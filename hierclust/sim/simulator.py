@@ -75,12 +75,16 @@ FREEZE_NODES = 10_000
 """From this many nodes on, ``run_until`` freezes the heap it starts from (see there)."""
 
 
-def make_tiebreaker(kind: str, group: int) -> Any:
-    """The simulated witness daemon or shared-disk lease of one group."""
+def make_tiebreaker(kind: str, group: int, hold_ms: int = 800) -> Any:
+    """The simulated witness daemon or shared-disk lease of one group. ``hold_ms``: how long it
+    refuses others after its holder's last renewal; the group's election timeout, which is
+    longer than any lease its leader counts on it for."""
     from hierclust.core.disk import LeaseDisk
     from hierclust.core.witness import Witness
 
-    return Witness(group) if kind == "witness" else LeaseDisk(group)
+    if kind == "witness":
+        return Witness(group, hold_ms=hold_ms)
+    return LeaseDisk(group, hold_ms=hold_ms)
 
 
 @dataclass(slots=True)
@@ -190,7 +194,7 @@ class Simulator:
             for group in topology.by_index:
                 if group.tiebreaker is not None:
                     self.witnesses[group.index] = make_tiebreaker(
-                        group.tiebreaker.kind, group.index
+                        group.tiebreaker.kind, group.index, group.tuning.election_timeout_ms
                     )
         self._witness_timers: dict[tuple[int, Any], int] = {}
         self.events_run = 0
@@ -562,7 +566,11 @@ class Simulator:
                 return
             del self._witness_timers[(group, fired.key)]
             payload = fired
-        for effect in witness.step(self.now, payload):
+        now = self.now
+        if witness.on_reader_clock:
+            # a disk lease is read by the asking node itself, which judges it by its own clock
+            now = self._local(payload.src, now)
+        for effect in witness.step(now, payload):
             kind = type(effect)
             if kind is Send:
                 msg = effect.msg
