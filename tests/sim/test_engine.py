@@ -343,6 +343,8 @@ def test_self_votes_and_tie_breaker_grants_count_in_the_double_vote_check() -> N
     granted = iter([(1, 9), (2, 9)])
 
     class TwoFaced:
+        on_reader_clock = False
+
         def step(self, now: int, inp: Any) -> list[Any]:
             dst, term = next(granted)
             return [Send(dst, TieVoteResp(0, term, True, False))]
