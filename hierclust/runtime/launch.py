@@ -10,8 +10,9 @@ through a ClusterShell task: over ssh (its default distant worker; with a Cluste
 ``topology.conf`` the task goes through the configured gateways, clush's tree mode), or with
 ``--exec PREFIX`` through its local exec worker, ``PREFIX sh -c '...'``, where ClusterShell
 replaces ``%h`` in PREFIX by the host (``--exec 'ip netns exec lab-%h'`` treats network
-namespaces as hosts; that is how the tests run it). ``%h`` in the state directory is replaced
-by the host too, so hosts sharing a file system keep separate state.
+namespaces as hosts; the tests pass :attr:`~hierclust.runtime.netns.NetnsLab.exec_template`,
+which also starts each host's commands on that host's own clock). ``%h`` in the state directory
+is replaced by the host too, so hosts sharing a file system keep separate state.
 
 Every host needs the topology file at the same path, the same Python with hierclust installed
 (``--python``), and the keyring named by ``cluster.secret_file`` (required here). Readiness is

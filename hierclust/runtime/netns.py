@@ -1,24 +1,45 @@
-"""A network-namespace lab: "hosts" on one Linux box, joined by a bridge that can be cut.
+"""A lab of "hosts" on one Linux box: each its own network *and* its own clock.
 
-Root only (or a user namespace that grants ``CAP_NET_ADMIN``). Layout::
+Root only (or a user namespace that grants ``CAP_NET_ADMIN`` and ``CAP_SYS_ADMIN``). Layout::
 
     <prefix>-br    a namespace holding bridge br0 and one veth ``v<i>`` per host
     <prefix>-<subnet>.<i>  one namespace per host: ``eth0`` = ``<subnet>.<i>/24``, plus ``lo``
 
-A partition is an nftables *bridge* table in the bridge namespace that drops IPv4 frames whose
+**Clocks.** Real hosts never agree on time: each monotonic clock starts at its host's boot, and
+hosts boot days apart. So every command a lab host runs starts in a time namespace of its own,
+with that host's offsets added to ``CLOCK_MONOTONIC`` and ``CLOCK_BOOTTIME``::
+
+    ip netns exec <prefix>-<address> unshare --time --monotonic OFFSET --boottime OFFSET CMD...
+
+(:meth:`NetnsLab.command`; a time namespace applies to the children of the process that made it,
+so ``unshare`` itself must start the command). Host ``i`` gets ``offsets_s[i % len(offsets_s)]``
+seconds, by default :data:`CLOCK_OFFSETS_S`: 0, 7 s, about 1, 3 and 35 days, cycling, so any
+protocol that compares one node's instant with another's is caught. ``deploy --hosts --exec``
+reaches a host through :attr:`NetnsLab.exec_template`, which runs this module as a program
+(``python -m hierclust.runtime.netns``) to find the host's namespace and offset and exec the
+same line. *Wall clocks cannot differ*: Linux time namespaces cover only the monotonic and boot
+clocks, so every host reads the same ``CLOCK_REALTIME`` (no NTP error, no step); the lab cannot
+model a host whose wall clock is wrong.
+
+**Partitions.** An nftables *bridge* table in the bridge namespace drops IPv4 frames whose
 ``iifname . oifname`` pair is in a set (ARP still passes, so neighbours stay resolved); cutting
 and healing are one set update each (~5 ms). Nothing touches the caller's own namespace: the veth
 pairs are created inside the bridge namespace. :meth:`NetnsLab.teardown` deletes every namespace
 it created; kill the processes running inside them first (:meth:`NetnsLab.teardown` only reports
-them, it does not kill anything it did not start).
+them, it does not kill anything it did not start). Time namespaces need no teardown: each goes
+away with its last process.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 NFT_TABLE = "hclab"
 NFT_RULES = """\
@@ -32,18 +53,41 @@ table bridge {table} {{
 """
 
 
+CLOCK_OFFSETS_S = (0, 7, 100_000, 250_000, 3_000_000)
+"""Default clock offsets of hosts 0, 1, 2, ... (cycling): seconds added to their monotonic and
+boot clocks. Two hosts within seconds of each other, the rest days apart."""
+
+
 class NetnsError(RuntimeError):
     """The lab cannot be set up or changed; ``str()`` names the command that failed."""
 
 
 def unavailable() -> str | None:
-    """Why the lab cannot run here (None when it can): not root, or ``ip``/``nft`` missing."""
+    """Why the lab cannot run here (None when it can): not root, ``ip``/``nft``/``unshare``
+    missing, or a kernel (or ``unshare``) without time namespaces."""
     if os.geteuid() != 0:
         return "network namespaces need root (CAP_NET_ADMIN); run as root"
-    for tool, package in (("ip", "iproute2"), ("nft", "nftables")):
+    for tool, package in (("ip", "iproute2"), ("nft", "nftables"), ("unshare", "util-linux")):
         if shutil.which(tool) is None:
             return f"`{tool}` not found; install {package} (apt-get install -y {package})"
+    if not os.path.exists("/proc/self/timens_offsets"):
+        return "this kernel has no time namespaces (/proc/self/timens_offsets missing; need 5.6+)"
+    trial = subprocess.run(
+        ["unshare", "--time", "--monotonic", "1", "--boottime", "1", "true"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    if trial.returncode != 0:
+        why = trial.stderr.strip() or f"exit {trial.returncode}"
+        return f"`unshare --time --monotonic 1 --boottime 1 true` failed: {why}"
     return None
+
+
+def clock_prefix(offset_s: int) -> list[str]:
+    """Start a command with its monotonic and boot clocks ``offset_s`` seconds ahead."""
+    offset = str(offset_s)
+    return ["unshare", "--time", "--monotonic", offset, "--boottime", offset]
 
 
 def run(*argv: str, stdin: str | None = None) -> str:
@@ -54,17 +98,28 @@ def run(*argv: str, stdin: str | None = None) -> str:
 
 
 class NetnsLab:
-    """``hosts`` host namespaces on one bridge; addresses ``<subnet>.1`` .. ``<subnet>.<hosts>``."""
+    """``hosts`` host namespaces on one bridge; addresses ``<subnet>.1`` .. ``<subnet>.<hosts>``;
+    host ``i`` (0-based) runs every command with its clocks ``offsets_s[i % len(offsets_s)]``
+    seconds ahead."""
 
-    def __init__(self, prefix: str, hosts: int, subnet: str = "10.200.0") -> None:
+    def __init__(
+        self,
+        prefix: str,
+        hosts: int,
+        subnet: str = "10.200.0",
+        offsets_s: Sequence[int] = CLOCK_OFFSETS_S,
+    ) -> None:
         if not 1 <= hosts <= 250:
             raise ValueError("hosts: 1..250")
+        if not offsets_s or any(o < 0 for o in offsets_s):
+            raise ValueError("offsets_s: one or more offsets, each 0 or more seconds")
         self.prefix = prefix
         self.subnet = subnet
         self.bridge_ns = f"{prefix}-br"
         # named after the host's address, so a launcher can map a topology host to its
-        # namespace with a template: `ip netns exec <prefix>-%h` (ClusterShell's exec worker)
+        # namespace with a template: `... <prefix>-%h` (ClusterShell's exec worker)
         self.host_ns = [f"{prefix}-{subnet}.{i}" for i in range(1, hosts + 1)]
+        self.offsets_s = tuple(offsets_s)
         self.created: list[str] = []
 
     def address(self, host: int) -> str:
@@ -78,14 +133,52 @@ class NetnsLab:
     def namespace_of(self, address: str) -> str:
         return self.host_ns[self.addresses.index(address)]
 
+    def host_of(self, address: str) -> int:
+        """The host (0-based) whose address is ``address``."""
+        return self.addresses.index(address)
+
+    def clock_offset_s(self, host: int) -> int:
+        """Seconds host ``host``'s monotonic and boot clocks run ahead of the box's own."""
+        return self.offsets_s[host % len(self.offsets_s)]
+
     def exec_prefix(self, host: int) -> list[str]:
-        """The command prefix that runs a program inside host ``host`` (0-based)."""
-        return ["ip", "netns", "exec", self.host_ns[host]]
+        """The command prefix that runs a program on host ``host`` (0-based): in its network
+        namespace, with its clocks."""
+        return [
+            "ip",
+            "netns",
+            "exec",
+            self.host_ns[host],
+            *clock_prefix(self.clock_offset_s(host)),
+        ]
+
+    def command(self, host: int, argv: Sequence[str]) -> list[str]:
+        """``argv`` as run on host ``host``: :meth:`exec_prefix` + ``argv``."""
+        return [*self.exec_prefix(host), *argv]
+
+    def popen(self, host: int, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        """Start ``argv`` on host ``host``. Its PID is the program's own (``ip netns exec``
+        and ``unshare`` each exec the next without forking), so it can be signalled directly."""
+        return subprocess.Popen(self.command(host, argv), **kwargs)
+
+    def run_on(
+        self, host: int, argv: Sequence[str], timeout_s: float = 20.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` on host ``host`` to completion; its output as text."""
+        return subprocess.run(
+            self.command(host, argv), capture_output=True, text=True, timeout=timeout_s
+        )
 
     @property
     def exec_template(self) -> str:
-        """``ip netns exec <prefix>-%h``: the launch prefix for ``deploy --hosts --exec``."""
-        return f"ip netns exec {self.prefix}-%h"
+        """The launch prefix for ``deploy --hosts --exec``: ClusterShell puts the host (an
+        address of the lab) for ``%h``, and this module, run as a program, execs
+        :meth:`command` for it."""
+        offsets = ",".join(map(str, self.offsets_s))
+        return (
+            f"{shlex.quote(sys.executable)} -m hierclust.runtime.netns --prefix {self.prefix} "
+            f"--subnet {self.subnet} --offsets-s {offsets} --host %h"
+        )
 
     # -- setup / teardown ---------------------------------------------------------------------
     def setup(self) -> None:
@@ -187,3 +280,35 @@ class NetnsLab:
 
     def _nft(self, command: str) -> None:
         run("ip", "netns", "exec", self.bridge_ns, "nft", command)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m hierclust.runtime.netns --prefix P --subnet S --offsets-s A,B,.. --host ADDRESS
+    CMD...``: exec ``CMD`` on the lab host whose address is ``ADDRESS``, with its clocks (what
+    :attr:`NetnsLab.exec_template` runs)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m hierclust.runtime.netns",
+        description="Run a command on a lab host, in its network namespace, with its clocks.",
+    )
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--subnet", required=True)
+    parser.add_argument("--offsets-s", required=True, help="comma-separated seconds, cycling")
+    parser.add_argument("--host", required=True, help="the host's address: SUBNET.N")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    subnet, _, number = args.host.rpartition(".")
+    if subnet != args.subnet or not number.isdigit() or not 1 <= int(number) <= 250:
+        parser.error(f"--host {args.host}: not an address of subnet {args.subnet} (.1 to .250)")
+    if not args.command:
+        parser.error("no command to run")
+    try:
+        offsets = [int(o) for o in args.offsets_s.split(",")]
+        lab = NetnsLab(args.prefix, int(number), args.subnet, offsets)
+    except ValueError as exc:
+        parser.error(f"--offsets-s {args.offsets_s}: {exc}")
+    line = lab.command(int(number) - 1, args.command)
+    os.execvp(line[0], line)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,8 +1,10 @@
 """Real network partitions: agents in network namespaces, cut apart by an nftables bridge filter.
 
-Root only (skipped with the reason otherwise). Three "host" namespaces on one bridge namespace;
-the nine nodes of a 3x3 topology are dealt round-robin over the hosts, so every leaf group has one
-member on each host. Cutting one host off leaves it a minority in every group it is in.
+Root only (skipped with the reason otherwise). Three lab hosts on one bridge namespace, each with
+its own clock (monotonic 0, 7 s and ~1.2 days ahead: :class:`~hierclust.runtime.netns.NetnsLab`'s
+default offsets); the nine nodes of a 3x3 topology are dealt round-robin over the hosts, so every
+leaf group has one member on each host. Cutting one host off leaves it a minority in every group
+it is in.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +29,15 @@ from hierclust.runtime.netns import NetnsLab, unavailable
 from hierclust.runtime.status import aggregate
 from hierclust.topology import Topology, generate_document, load
 from tests.runtime.conftest import FAST
+from tests.runtime.netns_lab import netns_lab, stop_processes, wait_until
 
 pytestmark = [
     pytest.mark.timeout(60),
     pytest.mark.skipif(unavailable() is not None, reason=str(unavailable())),
 ]
 
+TAG = "hct"  # namespaces hct<pid>-...; test_lab_clocks.py uses hcc
+SUBNET = "10.200.0"  # test_lab_clocks.py uses 10.201.0
 HOSTS = 3
 NODES = 9
 BASE_PORT = 7000
@@ -59,40 +64,14 @@ def write_topology(directory: Path, lab: NetnsLab) -> Path:
 
 @pytest.fixture
 def lab() -> Iterator[NetnsLab]:
-    lab = NetnsLab(f"hct{os.getpid() % 100000}", HOSTS)
-    lab.setup()
-    try:
+    with netns_lab(TAG, HOSTS, SUBNET) as lab:
         yield lab
-    finally:
-        left = lab.teardown()
-        assert not left, f"processes left in the lab's namespaces: {left}"
-
-
-def stop_processes(procs: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM, wait, SIGKILL: every process we started, by its PID."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def snapshot(topology: Topology, state: Path) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
     snaps, errors = collect(state, timeout_s=2.0)
     nodes = {n["rank"]: n for s in snaps for n in s["nodes"]}
     return aggregate(topology, snaps, errors), nodes
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def leases(nodes: dict[int, dict[str, Any]], ranks: set[int]) -> dict[int, list[int]]:
@@ -115,26 +94,9 @@ def test_partition_of_a_host_in_real_namespaces(tmp_path: Path, lab: NetnsLab) -
         for h in range(HOSTS):
             nodeset = "cn[" + ",".join(str(r + 1) for r in range(h, NODES, HOSTS)) + "]"
             log = open(tmp_path / f"agent-h{h}.log", "wb")  # noqa: SIM115
-            procs.append(
-                subprocess.Popen(
-                    [
-                        *lab.exec_prefix(h),
-                        sys.executable,
-                        "-m",
-                        "hierclust",
-                        "agent",
-                        "--topology",
-                        str(path),
-                        "--node",
-                        nodeset,
-                        "--state-dir",
-                        str(state),
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                )
-            )
+            argv = [sys.executable, "-m", "hierclust", "agent", "--topology", str(path)]
+            argv += ["--node", nodeset, "--state-dir", str(state)]
+            procs.append(lab.popen(h, argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log))
             log.close()
         groups = len(topology.by_index)
         everyone = set(range(NODES))
@@ -196,8 +158,9 @@ def test_partition_of_a_host_in_real_namespaces(tmp_path: Path, lab: NetnsLab) -
 
 
 def test_deploy_on_hosts_through_clustershell_exec(tmp_path: Path, lab: NetnsLab) -> None:
-    """`deploy --hosts all --exec 'ip netns exec LAB-%h'`: one agent per namespace ("host"),
-    launched and polled through ClusterShell's exec worker; `stop --hosts` ends them."""
+    """`deploy --hosts all --exec LAB_TEMPLATE`: one agent per lab host (its network namespace
+    and its clock), launched and polled through ClusterShell's exec worker; `stop --hosts` ends
+    them."""
     generate_keyring_file(tmp_path / "lab.keyring")
     document: dict[str, Any] = generate_document(NODES, 3, name="hosts")
     document["cluster"]["secret_file"] = "lab.keyring"
@@ -233,6 +196,9 @@ def test_deploy_on_hosts_through_clustershell_exec(tmp_path: Path, lab: NetnsLab
                 ["ip", "netns", "identify", str(info["pid"])], capture_output=True, text=True
             ).stdout.strip()
             assert where == lab.namespace_of(host)
+            offset = lab.clock_offset_s(lab.host_of(host))
+            clocks = Path(f"/proc/{info['pid']}/timens_offsets").read_text().split()
+            assert clocks == ["monotonic", str(offset), "0", "boottime", str(offset), "0"]
             assert (Path(state.replace("%h", host)) / "nodes" / "cn1.json").exists() == (
                 host == lab.address(0)
             )
