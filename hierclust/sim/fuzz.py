@@ -10,9 +10,12 @@ it (each drawn from a separate stream of the seed, so the fault mix of a seed do
 them). A failing seed is reported with the one command
 reproducing it.
 
-Liveness, after every fault is healed and ``3 x detection timeout`` has passed (detection timeout =
-``suspect_after_ms + confirm_ms + election_timeout_ms``: notice a silent leader or member, confirm,
-re-elect):
+Liveness, after every fault is healed and the liveness window has passed
+(:func:`liveness_window_ns`: ``3 x detection timeout``, with detection timeout =
+``suspect_after_ms + confirm_ms + election_timeout_ms``: notice a silent leader or member,
+confirm, re-elect; and in deep trees at least one detection timeout plus two election timeouts
+per tier above the leaves, for a re-election that climbs tier by tier, each new leader joining
+the group above and waiting out the vote-free election timeout it inherits with its slot):
 - every group whose live members hold a majority of its votes has exactly one leader, agreed on by
   all of its live members, and that leader is live;
 - every live node knows the failure of every node that has stayed crashed (of the newest
@@ -71,6 +74,13 @@ def detection_timeout_ns(topology: Topology) -> int:
     return (t.suspect_after_ms + t.confirm_ms + t.election_timeout_ms) * MS
 
 
+def liveness_window_ns(topology: Topology) -> int:
+    """How long after the heal liveness is judged (see the module docstring)."""
+    detection = detection_timeout_ns(topology)
+    election = topology.tuning.election_timeout_ms * MS
+    return max(3 * detection, detection + 2 * (topology.depth - 1) * election)
+
+
 def run_schedule(
     seed: int,
     *,
@@ -106,7 +116,7 @@ def run_schedule(
         plan_clocks(sim, random.Random(seed ^ 0xC10C), start, start + fault_ms * MS, outcome.faults)
     sim.run_until(start + fault_ms * MS)
     heal(sim)
-    sim.run_until(sim.now + 3 * detection_timeout_ns(topology))
+    sim.run_until(sim.now + liveness_window_ns(topology))
     outcome.violations = [str(v) for v in sim.checker.violations]
     outcome.liveness = check_liveness(sim)
     return outcome
