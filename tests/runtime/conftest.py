@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncio_dgram
 import pytest_asyncio
 
-from hierclust.codec import Keyring, new_secret
+from hierclust.codec import Codec, Decoded, Keyring, MessageRegistry, new_secret
 from hierclust.core.state import PersistentState
 from hierclust.runtime.context import HostContext
 from hierclust.runtime.events import EventBus, EventRecord
@@ -103,6 +104,54 @@ class Cluster:
 
     def running(self) -> list[int]:
         return [r for r, d in self.host.drivers.items() if d.running]
+
+
+class FakePeer:
+    """A fake node: a socket on its topology address and its codec; what it receives, decoded,
+    lands in ``inbox``."""
+
+    def __init__(self, cluster: Cluster, rank: int) -> None:
+        self.cluster = cluster
+        self.rank = rank
+        self.codec = Codec(
+            cluster=cluster.topology.name,
+            node=rank,
+            incarnation=1,
+            keyring=cluster.keyring,
+            registry=MessageRegistry.from_module(),
+        )
+        self.stream: Any = None
+        self.inbox: list[Decoded] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        address = self.cluster.ctx.addresses[self.rank]
+        assert address is not None
+        self.stream = await asyncio_dgram.bind(address)
+        self.task = asyncio.get_running_loop().create_task(self._recv())
+
+    async def _recv(self) -> None:
+        while True:
+            try:
+                data, _ = await self.stream.recv()
+            except asyncio_dgram.TransportClosed:
+                return
+            except OSError:
+                continue
+            result = self.codec.decode(data)
+            if isinstance(result, Decoded):
+                self.inbox.append(result)
+
+    async def send(self, msg: object, dst: int = 0) -> None:
+        """Send ``msg`` to node ``dst`` (rank 0 unless said), or to a witness (``dst`` < 0)."""
+        address = self.cluster.ctx.address_of(dst)
+        await self.stream.send(self.codec.encode(msg, dst), address)
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        self.stream.close()
+        await asyncio.sleep(0)
 
 
 async def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> None:

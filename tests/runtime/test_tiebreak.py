@@ -15,14 +15,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncio_dgram
 import pytest
 import pytest_asyncio
 import tomli_w
 from typer.testing import CliRunner
 
 from hierclust.cli import app
-from hierclust.codec import Codec, Decoded, MessageRegistry
 from hierclust.core.disk import LeaseWatch
 from hierclust.core.messages import TieRenew, TieRenewAck, TieVote, TieVoteResp
 from hierclust.core.types import LeaderChanged, Send, witness_id
@@ -38,7 +36,14 @@ from hierclust.runtime.tiebreak import (
     witness_state_path,
 )
 from hierclust.topology import Topology, from_dict
-from tests.runtime.conftest import FAST, Cluster, free_base_port, init_states, wait_for
+from tests.runtime.conftest import (
+    FAST,
+    Cluster,
+    FakePeer,
+    free_base_port,
+    init_states,
+    wait_for,
+)
 
 MS = 1_000_000
 HOLD_MS = FAST["election_timeout_ms"]  # a tie-breaker holds for the group's election timeout
@@ -109,57 +114,22 @@ async def test_the_root_survives_losing_one_of_its_two_slots(tiebroken: Cluster)
 
 
 # -- the witness server ----------------------------------------------------------------------------
-class Candidate:
-    """A fake node: a socket on its topology address and its codec, asking the witness."""
+class Candidate(FakePeer):
+    """A fake node asking the witness."""
 
-    def __init__(self, cluster: Cluster, rank: int) -> None:
-        self.cluster = cluster
-        self.rank = rank
-        self.codec = Codec(
-            cluster=cluster.topology.name,
-            node=rank,
-            incarnation=1,
-            keyring=cluster.keyring,
-            registry=MessageRegistry.from_module(),
-        )
-        self.stream: Any = None
-        self.answers: list[Any] = []
-        self.task: asyncio.Task[None] | None = None
-
-    async def open(self) -> None:
-        address = self.cluster.ctx.addresses[self.rank]
-        assert address is not None
-        self.stream = await asyncio_dgram.bind(address)
-        self.task = asyncio.get_running_loop().create_task(self._recv())
-
-    async def _recv(self) -> None:
-        while True:
-            try:
-                data, _ = await self.stream.recv()
-            except asyncio_dgram.TransportClosed:
-                return
-            except OSError:
-                continue
-            result = self.codec.decode(data)
-            if isinstance(result, Decoded):
-                self.answers.append(result.msg)
+    @property
+    def answers(self) -> list[Any]:
+        return [d.msg for d in self.inbox]
 
     async def ask(self, msg: Any, group: int) -> None:
-        address = self.cluster.ctx.address_of(witness_id(group))
-        await self.stream.send(self.codec.encode(msg, witness_id(group)), address)
+        await self.send(msg, witness_id(group))
 
     async def vote(self, group: int, term: int, side: int) -> Any:
         """Ask for the witness's vote and wait for its answer."""
-        before = len(self.answers)
+        before = len(self.inbox)
         await self.ask(TieVote(group, term, side, False), group)
-        await wait_for(lambda: len(self.answers) > before, 3.0, f"an answer to {self.rank}")
-        return self.answers[before]
-
-    async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-        self.stream.close()
-        await asyncio.sleep(0)
+        await wait_for(lambda: len(self.inbox) > before, 3.0, f"an answer to {self.rank}")
+        return self.inbox[before].msg
 
 
 class Witnessed:

@@ -11,67 +11,20 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import asyncio_dgram
 import pytest
 import pytest_asyncio
 
-from hierclust.codec import Codec, Decoded, MessageRegistry
 from hierclust.core.messages import RequestVote, VoteResp
 from hierclust.runtime.state import load_state
-from tests.runtime.conftest import Cluster, init_states, make_topology, wait_for
+from tests.runtime.conftest import Cluster, FakePeer, init_states, make_topology, wait_for
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
 
 
-class Peer:
-    """A fake node: a socket on its topology address and its codec."""
-
-    def __init__(self, cluster: Cluster, rank: int) -> None:
-        self.cluster = cluster
-        self.rank = rank
-        self.codec = Codec(
-            cluster=cluster.topology.name,
-            node=rank,
-            incarnation=1,
-            keyring=cluster.keyring,
-            registry=MessageRegistry.from_module(),
-        )
-        self.stream: Any = None
-        self.inbox: list[Decoded] = []
-        self.task: asyncio.Task[None] | None = None
-
-    async def open(self) -> None:
-        address = self.cluster.ctx.addresses[self.rank]
-        assert address is not None
-        self.stream = await asyncio_dgram.bind(address)
-        self.task = asyncio.get_running_loop().create_task(self._recv())
-
-    async def _recv(self) -> None:
-        while True:
-            try:
-                data, _ = await self.stream.recv()
-            except asyncio_dgram.TransportClosed:
-                return
-            except OSError:
-                continue
-            result = self.codec.decode(data)
-            if isinstance(result, Decoded):
-                self.inbox.append(result)
-
-    async def send(self, msg: object, dst: int = 0) -> None:
-        address = self.cluster.ctx.addresses[dst]
-        await self.stream.send(self.codec.encode(msg, dst), address)
-
+class Peer(FakePeer):
     def votes(self, term: int) -> list[VoteResp]:
         return [d.msg for d in self.inbox if type(d.msg) is VoteResp and d.msg.term == term]
-
-    async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-        self.stream.close()
-        await asyncio.sleep(0)
 
 
 @pytest_asyncio.fixture
