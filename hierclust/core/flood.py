@@ -236,15 +236,16 @@ class Flood(NodeState):
         via = self.path[via_level] if via_level >= 0 else -1
         excluded = {n.node for n in notices if type(n) is Failure}
         excluded.add(src)
+        aged = self._aged(now, notices)  # one copy for every destination
         for lvl, gs in enumerate(self.states):
             if gs is None:
                 continue
             if gs.role == LEADER:
                 for dst in self._members(gs):
                     if dst not in excluded:
-                        self._rsend(now, dst, gs.gi if lvl != via_level else via, notices, out)
+                        self._rsend(now, dst, gs.gi if lvl != via_level else via, aged, out)
             elif lvl != via_level and gs.leader >= 0 and gs.leader not in excluded:
-                self._rsend(now, gs.leader, gs.gi, notices, out)
+                self._rsend(now, gs.leader, gs.gi, aged, out)
             elif lvl != via_level and gs.leader < 0:
                 # hand them to whoever this group elects next (digest repair is the fallback)
                 if gs.backlog is None:
@@ -258,7 +259,7 @@ class Flood(NodeState):
             return
         gs.backlog = None
         for i in range(0, len(backlog), MAX_NOTICES_PER_MESSAGE):
-            batch = tuple(backlog[i : i + MAX_NOTICES_PER_MESSAGE])
+            batch = self._aged(now, tuple(backlog[i : i + MAX_NOTICES_PER_MESSAGE]))
             if gs.role == LEADER:
                 for dst in self._members(gs):
                     self._rsend(now, dst, gs.gi, batch, out)
@@ -268,8 +269,9 @@ class Flood(NodeState):
     def _rsend(
         self, now: int, dst: int, via: int, notices: tuple[Notice, ...], out: list[Effect]
     ) -> None:
+        """Send ``notices`` (aged already) to ``dst`` and keep them for retransmission."""
         self.seq += 1
-        msg = Notices(via, self.seq, self._aged(now, notices))
+        msg = Notices(via, self.seq, notices)
         out.append(Send(dst, msg))
         tm = self.layout.timing[via] if via >= 0 else self.layout.timing[self.path[0]]
         if tm.retransmit_max <= 0:
