@@ -149,7 +149,8 @@ def witness(
 ) -> None:
     """Run this host's witness tie-breakers in the foreground.
 
-    Serves every witness of the topology whose address is on 127.0.0.1. Each needs its state
+    Serves every witness of the topology whose address is on this host (127.0.0.1, or an
+    address of one of its interfaces). Each needs its state
     file (nodes/witness-GROUP.json in the state directory): a missing or damaged one is an
     error (exit 2), never a fresh start. A new witness is set up once with --init.
     """
@@ -160,7 +161,11 @@ def witness(
 
     topology = load_or_fail(topology_file, as_json)
     if not local_witnesses(topology):
-        fail(f"{topology.source}: no witness tie-breaker on 127.0.0.1", as_json)
+        fail(
+            f"{topology.source}: no witness tie-breaker on this host (127.0.0.1 or an address "
+            "of its interfaces); run it on the host its address names",
+            as_json,
+        )
     directory = resolve(state_dir, "witness", as_json, must_exist=False)
     if init:
         init_witness(topology, directory, as_json)

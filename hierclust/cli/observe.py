@@ -1,7 +1,8 @@
 """Looking at a running cluster: ``status``, ``members``, ``quorum``, ``events``.
 
 Every figure comes from :func:`hierclust.runtime.status.aggregate` (whose docstring defines alive,
-cut off, failed, left, suspect, led, quorate and votes present) or from the event logs.
+unreachable, failed, left, suspect, led, quorate and votes present), from one node's own view
+(``--from NODE``: :mod:`hierclust.runtime.view`) or from the event logs.
 """
 
 from __future__ import annotations
@@ -27,9 +28,18 @@ GroupOpt = Annotated[
     str | None,
     typer.Option("--group", help="Only this group's subtree.", show_default=False),
 ]
+FromOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        help="As this node sees it (its own notices, modes, cut-off subtrees and leases), "
+        "instead of the primary component's merged view.",
+        show_default=False,
+    ),
+]
 STATE_COLOUR = {
     "alive": "green",
-    "cut_off": "magenta",
+    "unreachable": "magenta",
     "suspect": "yellow",
     "failed": "red",
     "left": "blue",
@@ -57,8 +67,9 @@ def status(
 ) -> None:
     """The group tree: leaders, terms, quorum, failed members.
 
-    Counts are the primary component's view: a node outside it is 'cut off', and a group whose
-    leader is failed or cut off has no leader. Quorum reads 'quorate (6 of 7 votes, needs 4)':
+    Counts are the primary component's view: a node in a subtree that the primary component
+    holds cut off is 'unreachable', and a group whose leader is failed or unreachable has no
+    leader. Quorum reads 'quorate (6 of 7 votes, needs 4)':
     votes present, the group's votes, the majority it needs. A node that stopped on an error
     counts as failed at once, and a line under the tree gives its reason (stopped_on_error in
     --json). With --group, every count is of that subtree.
@@ -89,7 +100,8 @@ def status_tree(topology: Topology, summary: dict[str, Any]) -> Tree:
     details = {d["name"]: d for d in summary["group_details"]}
     where = topology.name if summary["group"] is None else f"{topology.name} {summary['group']}"
     head = (
-        f"{where}: {summary['alive']}/{summary['nodes']} alive, {summary['cut_off']} cut off, "
+        f"{where}: {summary['alive']}/{summary['nodes']} alive, "
+        f"{summary['unreachable']} unreachable, "
         f"{summary['suspect']} suspect, {summary['failed']} failed, {summary['left']} left "
         f"({summary['maintenance']} in maintenance, {summary['drained']} drained); "
         f"{summary['groups_led']}/{summary['groups']} led, {summary['groups_quorate']} quorate; "
@@ -108,6 +120,9 @@ def status_tree(topology: Topology, summary: dict[str, Any]) -> Tree:
                 add(branch, child)
 
     add(tree, top.name)
+    for name in summary["unreachable_groups"]:
+        folded = topology.hostlist(topology.group(name))
+        tree.add(f"[magenta]cut off from the primary component: {escape(name)} {escape(folded)}[/]")
     for reason in summary["stopped_on_error"].values():
         tree.add(f"[red]stopped on an error: {escape(reason)}[/]")
     for error in summary["errors"]:
@@ -127,7 +142,7 @@ def group_line(d: dict[str, Any]) -> str:
     elif d["leader_state"] == "alive":
         lead = f"[red]no leader[/] (members follow {leader})"
     else:
-        lead = f"[red]no leader[/]: {leader} is {d['leader_state'].replace('_', ' ')}"
+        lead = f"[red]no leader[/]: {leader} is {d['leader_state']}"
     quorum = "[green]quorate[/]" if d["quorate"] else "[red]no quorum[/]"
     text = (
         f"[bold]{escape(d['name'])}[/] tier {d['tier']}: {lead}, term {d['term']}, {quorum} "
@@ -139,9 +154,9 @@ def group_line(d: dict[str, Any]) -> str:
         text += f", [red]failed: {escape(', '.join(d['failed_members']))}[/]"
     if d["left_members"]:
         text += f", [blue]left: {escape(', '.join(d['left_members']))}[/]"
-    if d["cut_off_members"]:
-        folded = str(NodeSet.fromlist(d["cut_off_members"]))
-        text += f", [magenta]cut off: {escape(folded)}[/]"
+    if d["unreachable_members"]:
+        folded = str(NodeSet.fromlist(d["unreachable_members"]))
+        text += f", [magenta]unreachable: {escape(folded)}[/]"
     if d["admin_members"]:
         by_mode: dict[str, list[str]] = {}
         for name, mode in d["admin_members"].items():
@@ -154,26 +169,34 @@ def group_line(d: dict[str, Any]) -> str:
 def members(
     state_dir: StateDirOpt = None,
     group: GroupOpt = None,
+    from_node: FromOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Every node: state, mode, incarnation, leads, reason.
 
-    Mode is the admin mode, leads the groups it leads. State is alive, cut off (cut_off in
-    --json), suspect, failed or left, as in status. Reason:
-    for a node its worker reports stopped, how it stopped ('killed', or the error that stopped
-    it: that node is failed at once); empty (null in --json) otherwise.
+    Mode is the admin mode, leads the groups it leads. State is alive, unreachable (in a subtree
+    the primary component holds cut off), suspect, failed or left, as in status. Reason: for a
+    node its worker reports stopped, how it stopped ('killed', or the error that stopped it: that
+    node is failed at once); empty (null in --json) otherwise.
+
+    With --from NODE: every node as NODE itself sees it (its failure and alive notices, admin
+    modes, cut-off subtrees, the leaders it follows): alive, failed, left or unreachable. Exit 2
+    if there is no such node, 1 if it does not run here.
     """
     from hierclust.runtime.status import aggregate
 
     _, topology, snapshots, errors = live(state_dir, "members", as_json)
     check_group(topology, group, as_json)
-    summary = aggregate(topology, snapshots, errors)
     ranks = topology.group(group).ranks if group is not None else range(topology.num_nodes)
+    if from_node is not None:
+        members_from(topology, snapshots, from_node, ranks, as_json)
+        return
+    summary = aggregate(topology, snapshots, errors)
     by_rank = {n["rank"]: n for s in snapshots for n in s["nodes"]}
     states: dict[str, str] = {}
     for state, key in (
         ("suspect", "suspect_nodes"),
-        ("cut_off", "cut_off_nodes"),
+        ("unreachable", "unreachable_nodes"),
         ("left", "left_nodes"),
         ("failed", "failed_nodes"),
     ):
@@ -191,7 +214,9 @@ def members(
         rows.append(
             {
                 "node": name,
+                "name": name,
                 "rank": r,
+                "group": topology.leaf_of(r).name,
                 "state": states.get(name, "alive"),
                 "mode": modes.get(name, "active"),
                 "incarnation": entry.get("incarnation"),
@@ -211,7 +236,7 @@ def members(
     for row in rows:
         cells = [
             row["node"],
-            f"[{STATE_COLOUR[row['state']]}]{row['state'].replace('_', ' ')}[/]",
+            f"[{STATE_COLOUR[row['state']]}]{row['state']}[/]",
             row["mode"] if row["mode"] != "active" else "",
             str(row["incarnation"] or "-"),
             row["address"],
@@ -223,21 +248,97 @@ def members(
     out.print(table)
 
 
+def members_from(
+    topology: Topology,
+    snapshots: list[dict[str, Any]],
+    name: str,
+    ranks: range,
+    as_json: bool,
+) -> None:
+    """``members --from NAME``: the rows of :func:`hierclust.runtime.view.members_as_seen`."""
+    from hierclust.runtime.view import members_as_seen
+
+    view = node_view(topology, snapshots, name, as_json)
+    rows = members_as_seen(topology, view, ranks)
+    if as_json:
+        emit_json({"from": name, "members": rows})
+        return
+    table = Table(title=f"{topology.name}: members as {name} sees them")
+    for col in ("node", "state", "mode", "inc", "leads"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            f"[{STATE_COLOUR[row['state']]}]{row['state']}[/]",
+            row["mode"] if row["mode"] != "active" else "",
+            str(row["incarnation"] or "-"),
+            ", ".join(row["leads"]),
+        )
+    out.print(table)
+
+
+def node_view(
+    topology: Topology, snapshots: list[dict[str, Any]], name: str, as_json: bool
+) -> dict[str, Any]:
+    """Node ``name``'s own view, asked of the worker that runs it. Exit 2 if there is no such
+    node; exit 1 if it is not running, or no worker answering here runs it."""
+    from ClusterShell.NodeSet import NodeSet
+
+    from hierclust.runtime.control import ControlError, request
+
+    rank = rank_of(topology, name, as_json)
+    here: list[str] = []
+    for snap in snapshots:
+        here += [topology.node_name(r) for r in snap.get("ranks", [])]
+        if rank not in snap.get("ranks", []):
+            continue
+        try:
+            view: dict[str, Any] | None = request(
+                Path(snap["socket"]), {"op": "view", "rank": rank}
+            ).get("view")
+        except ControlError as exc:
+            refuse(f"{name}: its worker does not answer: {exc}", as_json, node=name)
+        if not view or not view.get("running"):
+            how = (view or {}).get("stop_reason") or "stopped"
+            refuse(
+                f"{name} is not running ({how}); `hierclust restart {name}` brings it back",
+                as_json,
+                node=name,
+            )
+        return view
+    runs = str(NodeSet.fromlist(here)) if here else "no node"
+    refuse(
+        f"{name} does not run in this state directory (its workers run {runs}); ask on the "
+        f"host of {name}, with the --state-dir of its agent",
+        as_json,
+        node=name,
+    )
+
+
 @app.command("quorum")
 def quorum(
     state_dir: StateDirOpt = None,
     node: Annotated[
         str | None, typer.Option("--node", help="Ask as this node.", show_default=False)
     ] = None,
+    from_node: FromOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Quorum per group, and who is in the primary component.
 
     With --node: whether that node is in the primary component (exit 1 if it is not running).
+    With --from NODE: NODE's own answer (in_primary) and the quorum of each group it sits in as
+    it holds it (a leader: its lease; a member: the lease its leader's acks report). Exit 2 if
+    there is no such node, 1 if it does not run here.
     """
     from hierclust.runtime.status import aggregate
 
+    if node is not None and from_node is not None:
+        fail("give --node NODE or --from NODE, not both", as_json)
     _, topology, snapshots, errors = live(state_dir, "quorum", as_json)
+    if from_node is not None:
+        quorum_from(topology, snapshots, from_node, as_json)
+        return
     summary = aggregate(topology, snapshots, errors)
     nodes = [n for s in snapshots for n in s["nodes"] if n.get("running")]
     if node is not None:
@@ -274,6 +375,30 @@ def quorum(
     )
 
 
+def quorum_from(
+    topology: Topology, snapshots: list[dict[str, Any]], name: str, as_json: bool
+) -> None:
+    """``quorum --from NAME``: :func:`hierclust.runtime.view.quorum_as_seen`."""
+    from hierclust.runtime.view import quorum_as_seen
+
+    result = quorum_as_seen(topology, node_view(topology, snapshots, name, as_json))
+    if as_json:
+        emit_json(result)
+        return
+    where = "in" if result["in_primary"] else "not in"
+    lines = [f"{name}: {where} the primary component"]
+    for group, q in result["group_quorum"].items():
+        held = "quorate" if q["quorate"] else "no quorum"
+        if q["leading"]:
+            who = f"led by {name} (itself)"
+        elif q["leader"] is not None:
+            who = f"follows {q['leader']}"
+        else:
+            who = "no leader known"
+        lines.append(f"  {group} tier {q['tier']}: {held}, {who}, term {q['term']}")
+    out.print("\n".join(lines), highlight=False)
+
+
 @app.command("events")
 def events(
     state_dir: StateDirOpt = None,
@@ -290,12 +415,15 @@ def events(
              monotonic clock that every worker of this host stamps events with
       NODE   the node the event happened on
       EVENT  what happened: NoticeLearned, LeaderChanged, ElectionStarted,
-             LeaseChanged, ViewChanged, QuorumChanged, VoteGranted; the runtime
-             adds Booted, Crashed (killed), Failed (stopped on an error in its
+             LeaseChanged, ViewChanged, QuorumChanged, VoteGranted,
+             SubtreeUnreachable / SubtreeReachable (this node now holds a
+             subtree cut off, or reachable again; followed by GROUP NODESET);
+             the runtime adds Booted, Crashed (killed), Failed (stopped on an error in its
              step or its effects, a failed write included; reason= names the
              node, what it was doing and the exception) and Stopped (a clean
              stop)
-      FIELD=VALUE  a field of the event (a notice: kind, node rank, incarnation)
+      FIELD=VALUE  a field of the event (a notice: kind, node rank, incarnation;
+             a subtree notice: unreachable or reachable, group, nodes, seq)
 
     With --json: the records as logged, one JSON object per line; t_ns is that
     monotonic clock (CLOCK_MONOTONIC) in nanoseconds.
@@ -336,10 +464,23 @@ def event_line(record: dict[str, Any], wall_offset_ns: int) -> str:
         n = fields.pop("notice")
         if n["kind"] == "admin":
             fields["notice"] = f"{n['mode']} ranks {n['node']}+{n['count']} seq {n['seq']}"
+        elif n["kind"] in ("unreachable", "reachable"):
+            fields["notice"] = f"{n['kind']} {subtree_text(n, n['node'])} seq {n['seq']}"
         else:
             fields["notice"] = f"{n['kind']} rank {n['node']} inc {n['incarnation']}"
-    rest = " ".join(f"{k}={v}" for k, v in fields.items())
+    if record.get("event") in ("SubtreeUnreachable", "SubtreeReachable"):
+        rest = subtree_text(fields, fields.get("first"))
+    else:
+        rest = " ".join(f"{k}={v}" for k, v in fields.items())
     wall_ns = int(record.get("t_ns", 0)) + wall_offset_ns
     stamp = time.strftime("%H:%M:%S", time.localtime(wall_ns // 1_000_000_000))
     stamp += f".{wall_ns // 1_000_000 % 1000:03d}"
     return f"{stamp} {record.get('node', '-')} {record.get('event')} {rest}".rstrip()
+
+
+def subtree_text(fields: dict[str, Any], first: Any) -> str:
+    """A subtree in an event line: ``scotland sc[01-05]`` (its group's name and nodes, as the
+    worker logged them), else ``group 3 ranks 0+5``."""
+    if "group_name" in fields:
+        return f"{fields['group_name']} {fields.get('nodes', '')}".rstrip()
+    return f"group {fields.get('group')} ranks {first}+{fields.get('count')}"

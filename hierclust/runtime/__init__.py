@@ -41,7 +41,8 @@ Operator notes
 - **Boot pacing.** A host boots 8 nodes, then lets its loop run for 20 ms: booting hundreds of
   nodes in one go made their first elections coincide and, on a loaded box, never settle.
 - **Tie-breakers** (:mod:`hierclust.runtime.tiebreak`). Witnesses on 127.0.0.1 run inside worker
-  ``w0`` of a deploy, or on their own with ``hierclust witness --topology FILE``; each needs its
+  ``w0`` of a deploy; on their own, ``hierclust witness --topology FILE`` serves those whose
+  address is on its host (loopback or an address of one of its interfaces); each needs its
   state file (a new deploy creates it, ``hierclust witness --init`` for a foreground one) and
   writes it before it answers. A disk tie-breaker's lease file is read and replaced atomically
   by the nodes themselves under ``flock`` on ``FILE.lock`` (its directory must exist; relative
@@ -50,5 +51,6 @@ Operator notes
 - **Agents** (``hierclust agent``, one node per process) have no deploy to create their state
   file, so a first boot is treated like a lost state directory: the node is mute for the
   quarantine above before it joins.
-- **Status** definitions are in :mod:`hierclust.runtime.status`.
+- **Status** definitions are in :mod:`hierclust.runtime.status`; one node's own view
+  (``members --from``, ``quorum --from``) in :mod:`hierclust.runtime.view`.
 """

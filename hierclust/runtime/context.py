@@ -8,6 +8,8 @@ event bus, the loop-lag sampler, the persist thread pool and the lab transport f
 from __future__ import annotations
 
 import concurrent.futures
+import ipaddress
+import socket
 from pathlib import Path
 
 from hierclust.codec import Keyring, MessageRegistry
@@ -91,12 +93,39 @@ def disk_lease_path(topology: Topology, path: str) -> Path:
     return lease if lease.is_absolute() else Path(topology.source).resolve().parent / lease
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+
+
+def on_this_host(host: str) -> bool:
+    """``host`` is this host's: a loopback name, or an IP address one of its interfaces holds
+    (the kernel lets a socket bind only such an address)."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return False  # a name: never resolved here
+    probe = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        probe.bind((host, 0))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 def local_witnesses(topology: Topology) -> dict[AddressTuple, list[int]]:
-    """Witness tie-breakers of ``topology`` on this host's loopback, by address."""
+    """Witness tie-breakers of ``topology`` whose address is on this host (loopback, or an
+    address of one of its interfaces), by address."""
     found: dict[AddressTuple, list[int]] = {}
+    here: dict[str, bool] = {}
     for g in topology.by_index:
         tb = g.tiebreaker
         if tb is not None and tb.kind == "witness" and tb.address is not None:
-            if tb.address.host in ("127.0.0.1", "localhost"):
-                found.setdefault((tb.address.host, tb.address.port), []).append(g.index)
+            host = tb.address.host
+            if host not in here:
+                here[host] = on_this_host(host)
+            if here[host]:
+                found.setdefault((host, tb.address.port), []).append(g.index)
     return found

@@ -1,7 +1,8 @@
 """The control socket: one unix stream socket per worker process, JSON lines request/response.
 
 Request ``{"op": "status"}`` -> response ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
-Operations: ``status``, ``leaders`` (only who leads what: cheap to poll), ``kill {rank}``,
+Operations: ``status``, ``leaders`` (only who leads what: cheap to poll), ``view {rank}`` (one
+node's own view, ``{"view": null}`` when this worker does not run it), ``kill {rank}``,
 ``restart {rank, wipe}``, ``pause {rank, seconds}``, ``partition {ranks}``, ``heal``,
 ``admin {mode, ranges}`` (one local node issues admin notices for ``[[first, count], ...]``),
 ``reload-keyring`` (re-read the keyring file: key rotation without downtime), ``stop``. The server
@@ -82,6 +83,8 @@ class ControlServer:
                 return {"ok": True, **host.snapshot()}
             if op == "leaders":
                 return {"ok": True, **host.leading()}
+            if op == "view":
+                return {"ok": True, "view": host.view(int(request["rank"]))}
             if op == "kill":
                 return {"ok": True, "t_ns": host.kill(int(request["rank"]))}
             if op == "restart":

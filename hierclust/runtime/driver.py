@@ -629,3 +629,24 @@ class NodeDriver:
             ),
         )
         return base
+
+    def view(self, now: int) -> dict[str, Any]:
+        """What this node itself holds about the cluster (``members --from``, ``quorum --from``):
+        its snapshot, plus the slot holders of its upper groups, its admin notices
+        (``[first, count, mode, seq, issuer]``) and the incarnations its notices name
+        (``[[rank, incarnation], ...]``, the newest per rank)."""
+        base = self.snapshot(now)
+        node = self.node
+        if node is None:
+            return base
+        for entry in base["groups"]:
+            entry["holders"] = list(node.slot_holders(entry["group"]))
+        admin = node.admin.values() if node.admin else ()
+        base["admin"] = sorted([a.node, a.count, a.mode, a.seq, a.issuer] for a in admin)
+        incarnations: dict[int, int] = {}
+        for notice in node.known_notices():
+            if isinstance(notice, Failure | Alive):
+                known = incarnations.get(notice.node, 0)
+                incarnations[notice.node] = max(known, notice.incarnation)
+        base["incarnations"] = sorted([r, inc] for r, inc in incarnations.items())
+        return base

@@ -4,7 +4,10 @@ In-process subscribers get each event as a :class:`EventRecord` as it happens; t
 appends one JSON object per line to its log file (all events except lease renewals, which would
 otherwise be most of it). Every record carries ``t_ns`` from
 ``time.monotonic_ns()``: on one host all processes share that clock, so the demo can line up events
-from many worker processes against the moment of a kill.
+from many worker processes against the moment of a kill. Given the topology, a record about a
+subtree (a :class:`~hierclust.core.types.Subtree` notice, ``SubtreeUnreachable``,
+``SubtreeReachable``) also names it: ``group_name`` and ``nodes`` (a folded nodeset), so the log
+reads without the topology at hand.
 """
 
 from __future__ import annotations
@@ -17,7 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from hierclust.core.types import ADMIN_MODES, Admin, Alive, Failure, LeaseChanged
+from hierclust.core.types import (
+    ADMIN_MODES,
+    Admin,
+    Alive,
+    Failure,
+    LeaseChanged,
+    Subtree,
+    SubtreeReachable,
+    SubtreeUnreachable,
+)
+from hierclust.topology import Topology
 
 FAILED = "Failed"
 """The runtime event of a node that stopped on an error in its step or its effects (fail-stop);
@@ -32,39 +45,55 @@ class EventRecord:
     event: Any
 
 
-def event_fields(event: Any) -> dict[str, Any]:
-    """A core event as flat JSON-ready fields: ``{"event": "NoticeLearned", ...}``."""
+def event_fields(event: Any, topology: Topology | None = None) -> dict[str, Any]:
+    """A core event as flat JSON-ready fields: ``{"event": "NoticeLearned", ...}``; with
+    ``topology``, a subtree is named too (``group_name``, ``nodes``)."""
     fields: dict[str, Any] = {"event": type(event).__name__}
     if dataclasses.is_dataclass(event):
         for f in dataclasses.fields(event):
             value = getattr(event, f.name)
-            if isinstance(value, Failure | Alive | Admin):
+            if isinstance(value, Failure | Alive | Admin | Subtree):
                 notice = dataclasses.asdict(value)
                 notice["kind"] = notice_kind(value)
                 if isinstance(value, Admin):
                     notice["mode"] = ADMIN_MODES[value.mode]
+                elif isinstance(value, Subtree) and topology is not None:
+                    notice.update(subtree_names(topology, value.group))
                 fields[f.name] = notice
             else:
                 fields[f.name] = value
+        if isinstance(event, SubtreeUnreachable | SubtreeReachable) and topology is not None:
+            fields.update(subtree_names(topology, event.group))
     else:
         fields["value"] = repr(event)
     return fields
 
 
-def notice_kind(notice: Failure | Alive | Admin) -> str:
+def subtree_names(topology: Topology, group: int) -> dict[str, str]:
+    """``{"group_name": "scotland", "nodes": "sc[01-05]"}`` for group index ``group``."""
+    if not 0 <= group < len(topology.by_index):
+        return {}
+    g = topology.by_index[group]
+    return {"group_name": g.name, "nodes": topology.hostlist(g)}
+
+
+def notice_kind(notice: Failure | Alive | Admin | Subtree) -> str:
     """``failed`` (a fault), ``left`` (a planned departure: the node was in maintenance or
-    drained), ``alive`` (back with a new incarnation) or ``admin`` (an operator's mode change)."""
+    drained), ``alive`` (back with a new incarnation), ``admin`` (an operator's mode change),
+    ``unreachable`` (a subtree cut off from the rest of the tree) or ``reachable`` (back)."""
     if isinstance(notice, Failure):
         return "left" if notice.planned else "failed"
+    if isinstance(notice, Subtree):
+        return "reachable" if notice.reachable else "unreachable"
     return "alive" if isinstance(notice, Alive) else "admin"
 
 
-def record_json(record: EventRecord) -> dict[str, Any]:
+def record_json(record: EventRecord, topology: Topology | None = None) -> dict[str, Any]:
     return {
         "t_ns": record.t_ns,
         "node": record.node,
         "rank": record.rank,
-        **event_fields(record.event),
+        **event_fields(record.event, topology),
     }
 
 
@@ -72,10 +101,12 @@ Subscriber = Callable[[EventRecord], None]
 
 
 class EventBus:
-    """Fan-out of node events to subscribers and to a JSON-lines file (line-buffered)."""
+    """Fan-out of node events to subscribers and to a JSON-lines file (line-buffered); with
+    ``topology``, the file's records name the subtrees they are about."""
 
-    def __init__(self, log_path: Path | None = None) -> None:
+    def __init__(self, log_path: Path | None = None, topology: Topology | None = None) -> None:
         self._subscribers: list[Subscriber] = []
+        self._topology = topology
         self._leases: dict[tuple[int, int], tuple[int, bool]] = {}
         self._log: IO[str] | None = None
         if log_path is not None:
@@ -89,7 +120,9 @@ class EventBus:
     def publish(self, rank: int, node: str, event: Any, t_ns: int | None = None) -> None:
         record = EventRecord(time.monotonic_ns() if t_ns is None else t_ns, rank, node, event)
         if self._log is not None and self._worth_logging(rank, event):
-            self._log.write(json.dumps(record_json(record), separators=(",", ":")) + "\n")
+            self._log.write(
+                json.dumps(record_json(record, self._topology), separators=(",", ":")) + "\n"
+            )
         for subscriber in tuple(self._subscribers):
             subscriber(record)
 

@@ -178,6 +178,15 @@ class NodeHost:
             "admin": self.admin_notices(),
         }
 
+    def view(self, rank: int) -> dict[str, Any] | None:
+        """Node ``rank``'s own view (:meth:`NodeDriver.view`), with this host's clock and
+        topology; None when this host does not run that rank."""
+        driver = self.drivers.get(rank)
+        if driver is None:
+            return None
+        now = time.monotonic_ns()
+        return {"topology": self.ctx.topology.source, "now_ns": now, **driver.view(now)}
+
     def admin_notices(self) -> list[list[int]]:
         """Every admin notice the local nodes hold, ``[first, count, mode, seq, issuer]``."""
         found: set[tuple[int, int, int, int, int]] = set()

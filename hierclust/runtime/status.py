@@ -2,13 +2,18 @@
 
 Definitions (all from the nodes' own state, nothing guessed by the runtime). The picture is the
 primary component's: when some running node is in the primary component (every group on its path
-to the root quorate), only those nodes' failure notices count, and nodes outside it are *cut off*.
+to the root quorate), only those nodes' notices count (the *viewers*); when none is, every running
+node's do.
 
-- *alive*: nodes running and answering through their worker, not declared failed or left, and in
-  the primary component (when there is one);
-- *cut off*: nodes running but outside the primary component while one exists: partitioned away,
-  or in a group that has no quorate leader at the moment (an election);
-- *failed*: nodes some counted node holds a :class:`~hierclust.core.types.Failure` notice for (and
+- *unreachable*: nodes in a subtree that some viewer holds cut off: the newest
+  :class:`~hierclust.core.types.Subtree` notice of that group it holds says ``reachable=False``
+  (the leader of the parent group emptied the group's slot after ``slot_grace_ms`` with no leader
+  of the group coming to fill it). Nothing else the viewers hold about such a node is current, so
+  this comes before *failed* and *left* (a cut-off slot holder is also declared failed, which it
+  refutes when it is back); only a node *stopped on an error* is failed all the same;
+- *alive*: nodes running and answering through their worker, not unreachable, not declared failed
+  or left;
+- *failed*: nodes some viewer holds a :class:`~hierclust.core.types.Failure` notice for (and
   no later :class:`~hierclust.core.types.Alive`), unless that failure was planned; and nodes
   *stopped on an error*: their worker reports that an exception in their step or its effects
   stopped them (fail-stop; snapshot ``stop_event`` ``Failed``), at once and whatever the notices
@@ -19,8 +24,8 @@ to the root quorate), only those nodes' failure notices count, and nodes outside
 - *maintenance* / *drained*: nodes in that admin mode (newest :class:`~hierclust.core.types.Admin`
   notice covering them, among all the notices the live nodes hold), whatever their state;
 - a group is *led* when exactly one running node leads it with a valid lease and that leader is
-  alive (a failed or cut-off leader leads nothing the primary component can use), and *quorate*
-  when it is led and that leader's lease (a majority of fresh acks) holds;
+  alive (a failed or unreachable leader leads nothing the primary component can use), and
+  *quorate* when it is led and that leader's lease (a majority of fresh acks) holds;
 - a group's *votes present*: its alive members (leaf group) or its led child groups (slots), plus
   its tie-breaker when the group is quorate without enough of those (the leader then holds the
   tie-breaker's vote; otherwise whether the tie-breaker answers is not known here).
@@ -49,8 +54,21 @@ def admin_modes(snapshots: list[dict[str, Any]]) -> dict[int, int]:
     return {rank: mode for rank, (_, _, mode) in best.items()}
 
 
+def unreachable_ranks(views: list[dict[str, Any]]) -> tuple[set[int], set[int]]:
+    """The ranks and the group indexes that some node of ``views`` (node snapshots) holds cut
+    off (its ``unreachable`` entries, ``[group, first, count]``)."""
+    ranks: set[int] = set()
+    groups: set[int] = set()
+    for view in views:
+        for group, first, count in view.get("unreachable", []):
+            groups.add(int(group))
+            ranks.update(range(int(first), int(first) + int(count)))
+    return ranks, groups
+
+
 class States:
-    """Every rank's state (alive, cut_off, failed, left, suspect) from the merged snapshots."""
+    """Every rank's state (alive, unreachable, failed, left, suspect) from the merged
+    snapshots."""
 
     def __init__(self, topology: Topology, nodes: dict[int, dict[str, Any]]) -> None:
         self.nodes = nodes
@@ -62,10 +80,11 @@ class States:
         }
         in_primary = {r for r in self.running if nodes[r].get("in_primary")}
         self.primary = bool(in_primary)
-        witnesses = in_primary if self.primary else self.running
+        viewers = in_primary if self.primary else self.running
+        cut, self.unreachable_groups = unreachable_ranks([nodes[r] for r in sorted(viewers)])
         failed_inc: dict[int, int] = {}
         planned: set[tuple[int, int]] = set()
-        for r in witnesses:
+        for r in viewers:
             for entry in nodes[r].get("failed", []):
                 node, inc = int(entry[0]), int(entry[1])
                 failed_inc[node] = max(failed_inc.get(node, 0), inc)
@@ -76,19 +95,20 @@ class States:
             for r, inc in failed_inc.items()
             if not (r in self.running and nodes[r].get("incarnation", 0) > inc)
         }
+        self.unreachable = cut - set(self.stopped_on_error)
+        down -= self.unreachable
         down |= set(self.stopped_on_error)
         self.left = {r for r in down if (r, failed_inc.get(r)) in planned} - set(
             self.stopped_on_error
         )
         self.failed = down - self.left
-        self.cut_off = (self.running - down - in_primary) if self.primary else set()
-        self.alive = self.running - down - self.cut_off
-        self.suspect = set(range(topology.num_nodes)) - self.running - down
+        self.alive = self.running - down - self.unreachable
+        self.suspect = set(range(topology.num_nodes)) - self.running - down - self.unreachable
 
     def of(self, rank: int) -> str:
         for name, members in (
             ("alive", self.alive),
-            ("cut_off", self.cut_off),
+            ("unreachable", self.unreachable),
             ("failed", self.failed),
             ("left", self.left),
         ):
@@ -145,7 +165,7 @@ def aggregate(
         "group": group,
         "nodes": len(scope),
         "alive": len(within(states.alive)),
-        "cut_off": len(within(states.cut_off)),
+        "unreachable": len(within(states.unreachable)),
         "suspect": len(within(states.suspect)),
         "failed": len(within(states.failed)),
         "left": len(within(states.left)),
@@ -162,7 +182,12 @@ def aggregate(
         "loop_lag_ms": lag_ms,
         "failed_nodes": [names(r) for r in within(states.failed)],
         "left_nodes": [names(r) for r in within(states.left)],
-        "cut_off_nodes": [names(r) for r in within(states.cut_off)],
+        "unreachable_nodes": [names(r) for r in within(states.unreachable)],
+        "unreachable_groups": [
+            topology.by_index[g].name
+            for g in sorted(states.unreachable_groups)
+            if overlaps(topology.by_index[g], top)
+        ],
         "maintenance_nodes": [names(r) for r in in_mode["maintenance"]],
         "drained_nodes": [names(r) for r in in_mode["drained"]],
         "suspect_nodes": [names(r) for r in within(states.suspect)],
@@ -172,6 +197,11 @@ def aggregate(
         "group_details": shown,
         "errors": errors or [],
     }
+
+
+def overlaps(a: Group, b: Group) -> bool:
+    """The subtrees of ``a`` and ``b`` share a node (one holds the other)."""
+    return a.first_rank < b.end_rank and b.first_rank < a.end_rank
 
 
 def group_details(
@@ -206,7 +236,7 @@ def group_details(
             "quorate": entry["quorate"],
             "failed_members": [names(r) for r in members if r in states.failed],
             "left_members": [names(r) for r in members if r in states.left],
-            "cut_off_members": [names(r) for r in members if r in states.cut_off],
+            "unreachable_members": [names(r) for r in members if r in states.unreachable],
             "admin_members": {names(r): ADMIN_MODES[modes[r]] for r in members if modes.get(r, 0)},
             "members_alive": sum(1 for r in members if r in states.alive) if g.is_leaf else None,
         }

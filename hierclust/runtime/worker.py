@@ -55,7 +55,7 @@ async def run_worker(
     topology = load(topology_path)
     keyring = load_keyring(keyring_path)
     (state_dir / "nodes").mkdir(parents=True, exist_ok=True)
-    bus = EventBus(state_dir / f"events-{worker_id}.jsonl")
+    bus = EventBus(state_dir / f"events-{worker_id}.jsonl", topology)
     ctx = HostContext(topology, keyring, state_dir, bus)
     try:
         host = NodeHost(ctx, ranks, witnesses=witnesses)

@@ -11,7 +11,7 @@ from rich.console import Console
 from hierclust.cli.demo import print_demo
 from hierclust.cli.observe import event_line, status_tree
 from hierclust.runtime.status import aggregate
-from tests.runtime.test_status import demo, snapshots
+from tests.runtime.test_status import demo, rack_c_cut_off, snapshots
 
 
 def console80(width: int = 80) -> Console:
@@ -37,19 +37,19 @@ def test_status_shows_votes_present_and_what_is_needed() -> None:
     assert "rack-a.t0.0 tier 0: led dn01, term 1, quorate (7 of 7 votes, needs 4), 7 alive" in text
 
 
-def test_status_during_a_partition_never_shows_a_failed_or_cut_off_leader_leading() -> None:
+def test_status_of_a_cut_off_rack_never_shows_an_unreachable_leader_leading() -> None:
     topology = demo()
-    rack_c = set(topology.group("rack-c").ranks)
-    summary = aggregate(topology, snapshots(topology, cut=rack_c, failed={42: False}))
+    summary = aggregate(topology, rack_c_cut_off(topology))
     text = rendered(status_tree(topology, summary))
-    assert text.startswith("demo: 42/63 alive, 20 cut off, 0 suspect, 1 failed")
+    assert text.startswith("demo: 42/63 alive, 21 unreachable, 0 suspect, 0 failed")
     assert "9/13 led, 9 quorate" in text
     assert (
-        "rack-c.t0.0 tier 0: no leader: dn43 is failed, term 1, no quorum (0 of 7 votes, "
-        "needs 4), 0 alive, failed: dn43, cut off: dn[44-49]"
+        "rack-c.t0.0 tier 0: no leader: dn43 is unreachable, term 1, no quorum (0 of 7 votes, "
+        "needs 4), 0 alive, unreachable: dn[43-49]"
     ) in text
-    assert "rack-c.t0.1 tier 0: no leader: dn50 is cut off" in text
+    assert "rack-c.t0.1 tier 0: no leader: dn50 is unreachable" in text
     assert "demo tier 2: led dn01, term 1, quorate (2 of 3 votes, needs 2)" in text
+    assert "cut off from the primary component: rack-c dn[43-63]" in text
     assert not re.search(r"led dn(4[3-9]|5\d|6[0-3])\b", text), "a rack-c node shown leading"
 
 
@@ -76,7 +76,7 @@ def test_status_lists_the_nodes_that_stopped_on_an_error_with_the_reason() -> No
         if node["rank"] == 7:
             node.update(running=False, stop_event="Failed", stop_reason=reason, groups=[])
     text = rendered(status_tree(topology, aggregate(topology, snaps)))
-    assert text.startswith("demo: 62/63 alive, 0 cut off, 0 suspect, 1 failed")
+    assert text.startswith("demo: 62/63 alive, 0 unreachable, 0 suspect, 1 failed")
     assert "rack-a.t0.1 tier 0: no leader: dn08 is failed" in text
     assert f"stopped on an error: {reason}" in text
 
@@ -122,3 +122,22 @@ def test_event_line_is_wall_clock_node_event_fields() -> None:
     )
     stopped = {"t_ns": t_ns, "node": "dn07", "rank": 6, "event": "Stopped", "reason": "stopped"}
     assert event_line(stopped, offset) == "07:08:09.123 dn07 Stopped reason=stopped"
+
+
+def test_event_lines_name_a_cut_off_subtree() -> None:
+    offset = 0
+    named = {"group_name": "scotland", "nodes": "sc[01-05]"}
+    flipped = {"t_ns": 0, "node": "en01", "rank": 5, "event": "SubtreeUnreachable", "group": 2,
+               "first": 0, "count": 5, **named}  # fmt: skip
+    assert event_line(flipped, offset).endswith(" en01 SubtreeUnreachable scotland sc[01-05]")
+    back = {**flipped, "event": "SubtreeReachable"}
+    assert event_line(back, offset).endswith(" en01 SubtreeReachable scotland sc[01-05]")
+    notice = {"node": 0, "count": 5, "group": 2, "reachable": False, "seq": 17, "issuer": 5,
+              "kind": "unreachable", **named}  # fmt: skip
+    learned = {"t_ns": 0, "node": "ap1", "rank": 40, "event": "NoticeLearned", "via": 10,
+               "notice": notice}  # fmt: skip
+    assert event_line(learned, offset).endswith(
+        " ap1 NoticeLearned via=10 notice=unreachable scotland sc[01-05] seq 17"
+    )
+    unnamed = {k: v for k, v in flipped.items() if k not in named}  # logged without a topology
+    assert event_line(unnamed, offset).endswith(" SubtreeUnreachable group 2 ranks 0+5")

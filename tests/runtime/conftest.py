@@ -74,7 +74,7 @@ class Cluster:
         self.topology = topology
         self.state_dir = state_dir
         self.keyring = keyring or Keyring(1, {1: new_secret()})
-        self.bus = EventBus(state_dir / f"events-{events}.jsonl")
+        self.bus = EventBus(state_dir / f"events-{events}.jsonl", topology)
         self.records: list[EventRecord] = []
         self.bus.subscribe(self.records.append)
         self.ctx = HostContext(topology, self.keyring, state_dir, self.bus)

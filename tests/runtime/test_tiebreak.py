@@ -513,3 +513,13 @@ def test_nothing_answers_for_the_disk_before_the_record_is_durable(
     assert not lease.exists()
     monkeypatch.undo()
     assert Reader(lease, 2, 0).vote(3)  # nobody got term 3 from the failed write
+
+
+def test_hierclust_witness_serves_the_witnesses_whose_address_is_on_its_host() -> None:
+    """Loopback, or an address one of the host's interfaces holds (a lab host's eth0, a real
+    host's LAN address); an address no interface holds, or a name, is another host's."""
+    from hierclust.runtime.context import on_this_host
+
+    assert on_this_host("127.0.0.1") and on_this_host("localhost")
+    assert not on_this_host("192.0.2.1")  # TEST-NET-1: documentation only, on no interface
+    assert not on_this_host("witness.example")
