@@ -77,7 +77,10 @@ class Detection(NodeState):
                     self.layout.child_first[gs.gi][s], self.layout.child_end[gs.gi][s]
                 )
                 out.append(Send(dst, Locate(gs.gi)))
-            elif st == PENDING and now - gs.since[s] > tm.slot_grace:
+            elif st == PENDING and now - gs.since[s] <= tm.slot_grace:
+                if gs.since[s] + tm.slot_grace < due:
+                    due = gs.since[s] + tm.slot_grace + 1  # judge the grace when it runs out
+            elif st == PENDING:
                 holder = gs.holders[s]
                 status[s] = EMPTY
                 gs.holders[s] = -1

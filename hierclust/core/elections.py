@@ -331,6 +331,12 @@ class Elections(NodeState):
             for s in range(size):
                 if gs.holders[s] < 0:
                     gs.status[s] = PENDING
+                elif gs.holders[s] == gs.prev_leader and s != gs.myslot:
+                    # the old leader's slot has been silent since we last heard it, not since now
+                    # (as in a leaf group): a cut-off old leader's site is found an election
+                    # timeout sooner
+                    gs.last[s] = gs.prev_heard
+                    gs.incs[s] = gs.prev_inc
         gs.lease_until = gs.lease_reported = gs.cand_start + tm.lease
         gs.view_id += 1
         out.append(Emit(LeaderChanged(gs.gi, self.rank, gs.term)))

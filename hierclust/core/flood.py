@@ -36,6 +36,7 @@ from hierclust.core.state import (
 from hierclust.core.timeouts import MS, retransmit_delay
 from hierclust.core.types import (
     Admin,
+    Alive,
     Effect,
     Emit,
     Failure,
@@ -155,6 +156,13 @@ class Flood(NodeState):
         out.append(Emit(NoticeLearned(notice, via)))
         if type(notice) is Failure and notice.node == self.rank and notice.incarnation == self.inc:
             self._refute(out)
+            leaf = self.leaf_gs
+            if leaf is not None and leaf.role == LEADER:
+                # a member's leader announces its new incarnation when it pings; we lead our
+                # leaf group, so nobody would: we do
+                alive = Alive(self.rank, self.inc)
+                if self._learn(now, alive, None, out):
+                    self._forward(now, (alive,), -1, -1, out)
         return True
 
     def _unlearn(self, notice: Notice) -> int:

@@ -246,4 +246,12 @@ def test_a_cut_off_site_is_unreachable_for_the_primary_and_reachable_after_heal(
     assert rejoined <= (parent.election_timeout_ms + 2 * parent.heartbeat_ms) * MS, rejoined / MS
     sim.run_until(sim.now + 2_000 * MS)
     assert all(sim.nodes[r].in_primary(sim.local_now(r)) for r in sim.live_ranks())
+    # A slot holder declared failed while cut off came back in a new incarnation; every node
+    # knows it is alive in that one (a leaf leader announces its own, nobody else would).
+    for x in sim.live_ranks():
+        inc = sim.nodes[x].incarnation
+        for r in sim.live_ranks():
+            notices = sim.nodes[r].known_notices()
+            if any(n.identity[:2] == ("failed", x) for n in notices):
+                assert any(n.identity == ("alive", x, inc) for n in notices), (r, x, inc)
     assert sim.checker.violations == []
