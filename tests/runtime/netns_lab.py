@@ -67,3 +67,14 @@ def read_events(state_dir: Path) -> list[dict[str, Any]]:
             except ValueError:
                 continue
     return records
+
+
+def lease_holders(nodes: dict[int, dict[str, Any]]) -> dict[int, int]:
+    """group -> the rank holding its leadership lease now, from worker snapshots' nodes by rank
+    (groups with exactly one holder)."""
+    holders: dict[int, list[int]] = {}
+    for rank, node in nodes.items():
+        for g in node.get("groups", []):
+            if g["leading"] and g["lease"]:
+                holders.setdefault(g["group"], []).append(rank)
+    return {g: ranks[0] for g, ranks in holders.items() if len(ranks) == 1}

@@ -34,7 +34,13 @@ from hierclust.runtime.netns import NetnsLab, unavailable
 from hierclust.runtime.status import aggregate
 from hierclust.topology import Topology, generate_document, load
 from tests.runtime.conftest import FAST
-from tests.runtime.netns_lab import netns_lab, read_events, stop_processes, wait_until
+from tests.runtime.netns_lab import (
+    lease_holders,
+    netns_lab,
+    read_events,
+    stop_processes,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -130,12 +136,7 @@ class Cluster:
     def leaders(self) -> dict[int, int]:
         """group -> the rank holding its leadership lease now (groups with exactly one)."""
         _, nodes = self.nodes()
-        holders: dict[int, list[int]] = {}
-        for rank, node in nodes.items():
-            for g in node.get("groups", []):
-                if g["leading"] and g["lease"]:
-                    holders.setdefault(g["group"], []).append(rank)
-        return {g: ranks[0] for g, ranks in holders.items() if len(ranks) == 1}
+        return lease_holders(nodes)
 
     def wait_settled(self) -> dict[int, int]:
         """Every node up, every group led, and the same leaders at two looks 0.5 s apart."""

@@ -45,7 +45,13 @@ from hierclust.runtime.discover import pid_alive
 from hierclust.runtime.netns import NetnsLab, unavailable
 from hierclust.runtime.status import aggregate
 from hierclust.topology import Topology, load
-from tests.runtime.netns_lab import netns_lab, read_events, stop_processes, wait_until
+from tests.runtime.netns_lab import (
+    lease_holders,
+    netns_lab,
+    read_events,
+    stop_processes,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -162,12 +168,7 @@ class Company:
 
     def leaders(self, nodes: dict[int, dict[str, Any]]) -> dict[int, int]:
         """group -> the rank holding its lease now (groups with exactly one holder)."""
-        holders: dict[int, list[int]] = {}
-        for rank, node in nodes.items():
-            for g in node.get("groups", []):
-                if g["leading"] and g["lease"]:
-                    holders.setdefault(g["group"], []).append(rank)
-        return {g: ranks[0] for g, ranks in holders.items() if len(ranks) == 1}
+        return lease_holders(nodes)
 
     def wait_settled(self) -> dict[int, int]:
         """Every node up and in the primary component, every group led, the same leaders at two
