@@ -389,6 +389,27 @@ class NodeState:
         """Every group on this node's path up to the root is quorate (primary component)."""
         return self._primary(now)
 
+    def primary_until(self, now: int) -> int | None:
+        """When :meth:`in_primary` turns false if nothing more arrives: the earliest end of a
+        lease this node holds on its path up or, for a member at the top, of the lease its
+        leader's acks reported (plus the heartbeat :func:`member_quorate` allows). None when it
+        is not in the primary component now. A driver that must act as soon as the node leaves
+        the primary component sets a timer for this instant and asks again after every step."""
+        if not self._primary(now):
+            return None
+        until: int | None = None
+        top = None
+        for gs in self.states:
+            if gs is None:
+                continue
+            top = gs
+            if gs.role == LEADER and (until is None or gs.lease_until < until):
+                until = gs.lease_until
+        if top is not None and top.role != LEADER:
+            member = top.quorate_until + top.tm.heartbeat
+            until = member if until is None else min(until, member)
+        return until
+
     def fencing_token(self, group: int, now: int) -> tuple[int, int, int] | None:
         """``(tier, group, term)`` while this node leads ``group`` with a valid lease."""
         if not self.lease_valid(group, now):
