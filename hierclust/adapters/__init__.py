@@ -1,0 +1,1 @@
+"""Adapters that feed hierclust events into job schedulers (Slurm, Dask)."""
