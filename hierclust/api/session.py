@@ -102,10 +102,17 @@ class Session:
         rows = (await self._call("members"))["members"]
         return [to_member(row) for row in rows]
 
+    async def cursor(self) -> str:
+        """The cursor of the newest event so far: ``events(since=await session.cursor())``
+        then gets every event from this moment on, however late it starts iterating (a stream
+        without ``since`` starts when it is first iterated)."""
+        return str((await self._backend.call({"op": "cursor"}))["cursor"])
+
     async def events(
         self, since: str | None = None, *, buffer: int = DEFAULT_BUFFER
     ) -> AsyncIterator[ClusterEvent]:
-        """This node's events as it concludes them, from now on or from after cursor ``since``
+        """This node's events as it concludes them, from when iteration starts or from after
+        cursor ``since``
         (an event's ``cursor``: nothing lost or repeated while the host keeps them, else an
         :class:`~hierclust.api.types.EventsLost` first). Ends with :class:`ConnectionLost` when
         the host goes away. ``buffer``: how many events may wait for you before the host counts
