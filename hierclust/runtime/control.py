@@ -2,7 +2,7 @@
 
 Request ``{"op": "status"}`` -> response ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 Operations: ``status``, ``leaders`` (only who leads what: cheap to poll), ``view {rank}`` (one
-node's own view, ``{"view": null}`` when this worker does not run it), ``kill {rank}``,
+node's own view, ``{"view": null}`` when this worker does not run it), ``kill {rank, silent}``,
 ``restart {rank, wipe}``, ``pause {rank, seconds}``, ``partition {ranks}``, ``heal``,
 ``admin {mode, ranges}`` (one local node issues admin notices for ``[[first, count], ...]``),
 ``reload-keyring`` (re-read the keyring file: key rotation without downtime), ``stop``.
@@ -187,7 +187,8 @@ class ControlServer:
             if op == "view":
                 return {"ok": True, "view": host.view(int(request["rank"]))}
             if op == "kill":
-                return {"ok": True, "t_ns": host.kill(int(request["rank"]))}
+                silent = bool(request.get("silent", False))
+                return {"ok": True, "t_ns": host.kill(int(request["rank"]), silent=silent)}
             if op == "restart":
                 await host.restart(int(request["rank"]), wipe=bool(request.get("wipe", False)))
                 return {"ok": True}
