@@ -36,14 +36,14 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hierclust.api import (
     Client,
-    EventsLost,
+    ClusterEvent,
     FencingToken,
     HierclustError,
     Member,
@@ -237,63 +237,68 @@ class GangScheduler:
 
     async def _lead(self, session: Session, until_done: bool) -> bool:
         token = await session.fencing_token(self.root)
-        failures: asyncio.Queue[tuple[set[str], str]] = asyncio.Queue()
+        pending: list[tuple[set[str], str, float]] = []  # failures, not yet in a written table
+        wake = asyncio.Event()
 
-        async def watch() -> None:
-            async for ev in session.events(buffer=1024):
+        async def watch(events: AsyncIterator[ClusterEvent]) -> None:
+            async for ev in events:
                 if isinstance(ev, NodeFailed | NodeLeft):
-                    failures.put_nowait(({ev.node}, f"{type(ev).__name__} {ev.node}"))
+                    pending.append(({ev.node}, f"{type(ev).__name__} {ev.node}", time.time()))
                 elif isinstance(ev, SubtreeUnreachable):
-                    failures.put_nowait((set(ev.nodes), f"SubtreeUnreachable {ev.hostlist}"))
-                elif isinstance(ev, EventsLost):  # members() is read on every pass anyway
-                    failures.put_nowait((set(), "EventsLost"))
+                    cause = f"SubtreeUnreachable {ev.hostlist}"
+                    pending.append((set(ev.nodes), cause, time.time()))
+                wake.set()  # and after EventsLost: members() is read again on every pass
 
-        watcher = asyncio.ensure_future(watch())
-        pending: list[tuple[set[str], str, float]] = []  # failures not yet in a written table
-        try:
-            table = await asyncio.to_thread(self.table.read)
-            self.leading = session.node
-            self.note("lead", f"{session.node} leads {self.root} (term {token.term})")
-            dirty = True  # the first write fences every older scheduler out
-            while True:
-                if watcher.done():
-                    watcher.result()  # its host went away: ConnectionLost
-                    raise Deposed("the event stream ended")
-                if self.root not in await session.leads():
-                    raise Deposed(f"{session.node} no longer leads {self.root}")
-                members = {m.name: m for m in await session.members()}
-                now = time.time()
-                dirty |= self._submit(table)
-                dirty |= self._requeue(table, members, pending, now)
-                dirty |= self._place(table, members, token, session.node, now)
-                if dirty:
-                    try:
-                        table = await asyncio.to_thread(
-                            self.table.write, table, token, table["version"]
-                        )
-                    except Conflict as exc:
-                        self.note("conflict", f"{exc}; reading it again")
-                        table = await asyncio.to_thread(self.table.read)
-                        continue
-                    pending.clear()
-                    dirty = False
-                    self.note("write", f"version {table['version']}, term {token.term}")
-                if (
-                    until_done
-                    and table["jobs"]
-                    and all(j["state"] in ("done", "rejected") for j in table["jobs"].values())
-                ):
-                    return True
-                ends = [r["start"] + j["duration"] for j, r in _running(table)]
-                wait = max(0.0, min([self.tick, *(e - now for e in ends)]))
-                with contextlib.suppress(TimeoutError):
-                    pending.append((*await asyncio.wait_for(failures.get(), wait), time.time()))
-                while not failures.empty():
-                    pending.append((*failures.get_nowait(), time.time()))
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, HierclustError):
-                await watcher
+        async with session.subscribe(buffer=1024) as events:  # subscribed before members()
+            watcher = asyncio.ensure_future(watch(events))
+            try:
+                return await self._schedule(session, token, pending, wake, watcher, until_done)
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError, HierclustError):
+                    await watcher
+
+    async def _schedule(
+        self,
+        session: Session,
+        token: FencingToken,
+        pending: list[tuple[set[str], str, float]],
+        wake: asyncio.Event,
+        watcher: asyncio.Future[None],
+        until_done: bool,
+    ) -> bool:
+        table = await asyncio.to_thread(self.table.read)
+        self.leading = session.node
+        self.note("lead", f"{session.node} leads {self.root} (term {token.term})")
+        dirty = True  # the first write fences every older scheduler out
+        while True:
+            if watcher.done():
+                watcher.result()  # ConnectionLost: its host went away
+            if self.root not in await session.leads():
+                raise Deposed(f"{session.node} no longer leads {self.root}")
+            wake.clear()
+            members = {m.name: m for m in await session.members()}
+            now, applied = time.time(), len(pending)
+            dirty |= self._submit(table)
+            dirty |= self._requeue(table, members, pending[:applied], now)
+            dirty |= self._place(table, members, token, session.node, now)
+            if dirty:
+                try:
+                    base = table["version"]
+                    table = await asyncio.to_thread(self.table.write, table, token, base)
+                except Conflict as exc:
+                    self.note("conflict", f"{exc}; reading it again")
+                    table = await asyncio.to_thread(self.table.read)
+                    continue
+                del pending[:applied]
+                dirty = False
+                self.note("write", f"version {table['version']}, term {token.term}")
+            jobs = table["jobs"].values()
+            if until_done and jobs and all(j["state"] in ("done", "rejected") for j in jobs):
+                return True
+            ends = [r["start"] + j["duration"] - now for j, r in _running(table)]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), max(0.0, min([self.tick, *ends])))
 
     def _submit(self, table: Table) -> bool:
         """Add the jobs file's new jobs to the queue (re-read when the file changed)."""
@@ -309,7 +314,8 @@ class GangScheduler:
                 row = {"name": job.name, "seq": len(table["jobs"]), "groups": job.groups}
                 row.update(duration=job.duration, state="queued", requeued=0, where=None, runs=[])
                 if job.groups > len(self.nodes):
-                    row.update(state="rejected", why=f"{len(self.nodes)} leaf groups exist")
+                    row.update(state="rejected", why=f"only {len(self.nodes)} leaf groups exist")
+                    self.note("reject", f"{job.name}: asks for {job.groups} groups; {row['why']}")
                 table["jobs"][job.name] = row
                 added = True
         return added
@@ -339,6 +345,7 @@ class GangScheduler:
             job["where"] = None
             if why is None:
                 job["state"] = "done"
+                self.note("done", job["name"])
             else:
                 job.update(state="queued", requeued=job["requeued"] + 1)
                 run["why"] = why
