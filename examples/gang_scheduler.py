@@ -444,7 +444,8 @@ async def _main(args: argparse.Namespace) -> int:
         rows = {n: {k: j[k] for k in ("state", "requeued", "runs")} for n, j in jobs.items()}
         print(json.dumps({"table": str(table.path), "jobs": rows}))
     else:
-        print(f"all {len(jobs)} jobs done; table {table.path}")
+        done = sum(j["state"] == "done" for j in jobs.values())
+        print(f"{done} jobs done, {len(jobs) - done} rejected; table {table.path}")
     return 0
 
 
