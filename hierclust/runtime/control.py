@@ -5,8 +5,15 @@ Operations: ``status``, ``leaders`` (only who leads what: cheap to poll), ``view
 node's own view, ``{"view": null}`` when this worker does not run it), ``kill {rank}``,
 ``restart {rank, wipe}``, ``pause {rank, seconds}``, ``partition {ranks}``, ``heal``,
 ``admin {mode, ranges}`` (one local node issues admin notices for ``[[first, count], ...]``),
-``reload-keyring`` (re-read the keyring file: key rotation without downtime), ``stop``. The server
-never raises into the loop: a bad request gets an error response, a broken connection is closed.
+``reload-keyring`` (re-read the keyring file: key rotation without downtime), ``stop``.
+
+The library API (:mod:`hierclust.runtime.service`) adds ``hello`` (which ranks run here),
+``members {rank}``, ``in-primary {rank}``, ``leads {rank}``, ``token {rank, group}`` and
+``subscribe {rank, since, buffer}``: the answer ``{"ok": true, ...}`` is followed, on that
+connection, by one ``{"event": {...}}`` line per event until the client closes it. A refused
+API request answers ``{"ok": false, "error": "...", "kind": "NotPrimary"}`` (the exception the
+client raises). The server never raises into the loop: a bad request gets an error response, a
+broken connection is closed.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 from hierclust.codec import KeyringError, load_keyring
 from hierclust.runtime.errors import NodeFailedError
 from hierclust.runtime.host import NodeHost
+from hierclust.runtime.service import DEFAULT_BUFFER, ServiceError, Subscription
 
 MAX_REQUEST_BYTES = 64 * 1024
 UNIX_PATH_MAX = 107
@@ -62,15 +70,61 @@ class ControlServer:
                     break
                 if not line:
                     break
-                response = await self.handle(line)
+                sub, response = self.subscription(line)
+                if sub is None:
+                    response = await self.handle(line)
                 writer.write(json.dumps(response, separators=(",", ":")).encode() + b"\n")
                 await writer.drain()
+                if sub is not None:
+                    await self._stream(sub, reader, writer)
+                    break
         except ConnectionError:
             pass
         finally:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def subscription(self, line: bytes) -> tuple[Subscription | None, dict[str, Any]]:
+        """A ``subscribe`` request's subscription and answer; ``(None, {})`` for other ops."""
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict) or request.get("op") != "subscribe":
+                return None, {}
+            since = request.get("since")
+            sub = self.host.api.subscribe(
+                int(request["rank"]),
+                None if since is None else str(since),
+                int(request.get("buffer", DEFAULT_BUFFER)),
+            )
+        except ServiceError as exc:
+            return None, {"ok": False, "error": str(exc), "kind": exc.kind}
+        except (KeyError, ValueError, TypeError) as exc:
+            return None, {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return sub, {"ok": True, "cursor": self.host.api.cursor(self.host.api.seq)}
+
+    async def _stream(
+        self, sub: Subscription, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One line per event until the client hangs up (or the host stops). A client that reads
+        slowly fills its own buffer, never the node's: see :class:`Subscription`."""
+        gone = asyncio.ensure_future(reader.read())  # the client sends nothing more: EOF = gone
+        try:
+            while True:
+                nxt = asyncio.ensure_future(sub.get())
+                done, _ = await asyncio.wait({nxt, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if nxt not in done:
+                    nxt.cancel()
+                    return
+                event = nxt.result()
+                if event is None:
+                    return
+                line = json.dumps({"event": event}, separators=(",", ":")).encode() + b"\n"
+                writer.write(line)
+                await writer.drain()
+        finally:
+            gone.cancel()
+            sub.close()
 
     async def handle(self, line: bytes) -> dict[str, Any]:
         try:
@@ -79,6 +133,23 @@ class ControlServer:
                 raise ValueError("expected a JSON object")
             op = request.get("op")
             host = self.host
+            api = host.api
+            if op == "hello":
+                return {"ok": True, **api.hello()}
+            if op == "members":
+                rank = int(request["rank"])
+                view = host.view(rank)
+                members = api.members(rank, view or {})
+                return {"ok": True, "members": members}
+            if op == "in-primary":
+                return {"ok": True, "in_primary": api.in_primary(int(request["rank"]))}
+            if op == "leads":
+                return {"ok": True, "leads": api.leads(int(request["rank"]))}
+            if op == "token":
+                group = request.get("group")
+                rank = int(request["rank"])
+                token = api.fencing_token(rank, None if group is None else str(group))
+                return {"ok": True, **token}
             if op == "status":
                 return {"ok": True, **host.snapshot()}
             if op == "leaders":
@@ -113,6 +184,8 @@ class ControlServer:
                 asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(host.stop()))
                 return {"ok": True}
             return {"ok": False, "error": f"unknown op {op!r}"}
+        except ServiceError as exc:
+            return {"ok": False, "error": str(exc), "kind": exc.kind}
         except (KeyError, ValueError, TypeError, OSError, KeyringError, NodeFailedError) as exc:
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 

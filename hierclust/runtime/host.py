@@ -21,6 +21,7 @@ from hierclust.core.types import Command, LoopLag, WallClock
 from hierclust.runtime.context import HostContext, local_witnesses
 from hierclust.runtime.driver import NodeDriver, wall_offset_ns
 from hierclust.runtime.errors import NodeFailedError
+from hierclust.runtime.service import ApiService
 from hierclust.runtime.tiebreak import WitnessServer
 
 _LOG = logging.getLogger("hierclust.runtime")
@@ -47,6 +48,8 @@ class NodeHost:
             if witnesses
             else []
         )
+        self.api = ApiService(ctx.topology, self.drivers)
+        self._unsubscribe = ctx.bus.subscribe(self.api.on_record)
         self._lag_task: asyncio.Task[None] | None = None
         self.stopped = asyncio.Event()
         self.started_ns = 0
@@ -99,6 +102,7 @@ class NodeHost:
                     driver.feed(LoopLag(int(lag_ms)))
                     if moved:
                         driver.feed(WallClock(offset))
+            self.api.tick()
             due = max(due + period, now)
 
     # -- lab operations ---------------------------------------------------------------------------
@@ -219,6 +223,8 @@ class NodeHost:
             self._lag_task = None
         for driver in self.drivers.values():
             driver.crash("stopped", event="Stopped")
+        self.api.close()
+        self._unsubscribe()
         for witness in self.witnesses:
             witness.close()
         pool = self.ctx.persist_pool
