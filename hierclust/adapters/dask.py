@@ -281,7 +281,7 @@ class HierclustPlugin(SchedulerPlugin):
     def _open(self) -> AbstractAsyncContextManager[Source]:
         if self.source is not None:
             return self.source()
-        from hierclust.api import Client  # type: ignore[attr-defined]
+        from hierclust.api import Client
 
         opened: AbstractAsyncContextManager[Source] = Client(
             state_dir=self.state_dir, node=self.node
