@@ -52,7 +52,7 @@ class RemovalLog(SchedulerPlugin):
     def __init__(self) -> None:
         self.removed: list[str] = []
 
-    def remove_worker(  # type: ignore[override]
+    def remove_worker(
         self, scheduler: Scheduler, worker: str, *, stimulus_id: str, **kwargs: Any
     ) -> None:
         self.removed.append(worker)
@@ -70,7 +70,8 @@ async def serve(args: argparse.Namespace) -> None:
         host=args.host, port=args.port, dashboard=False, dashboard_address=":0", plugins=plugins
     ) as scheduler:
         emit("listening", address=scheduler.address)
-        async with Client(scheduler.address, asynchronous=True) as client:
+        client_cm = Client(scheduler.address, asynchronous=True)  # type: ignore[no-untyped-call]
+        async with client_cm as client:
             await client.wait_for_workers(args.workers, timeout=args.timeout_s)
             if hierclust is not None and not await hierclust.wait_connected(args.timeout_s):
                 emit("error", error="the plugin never connected to hierclust")

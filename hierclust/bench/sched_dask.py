@@ -34,11 +34,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
 import dask.config
-import distributed
 import tomli_w
 
 from hierclust.codec import generate_keyring_file
@@ -107,7 +107,9 @@ class LabRun:
         state = self.directory / "state" / self.lab.address(host)
         return [sys.executable, "-m", "hierclust", *args, "--state-dir", str(state)]
 
-    def popen(self, host: int, argv: list[str], name: str, stdout: int | IO[bytes] | None = None):
+    def popen(
+        self, host: int, argv: list[str], name: str, stdout: int | IO[bytes] | None = None
+    ) -> subprocess.Popen[bytes]:
         with open(self.directory / f"{name}.log", "ab") as log:
             proc = self.lab.popen(
                 host, argv, stdin=subprocess.DEVNULL, stdout=stdout or log, stderr=log
@@ -321,7 +323,7 @@ def run(nodes: int, *, repeats: int = 1, progress: Progress | None = None) -> di
             "fanout": FANOUT,
             "hierclust_tuning": "defaults",
             "cut": "nftables drop on the lab bridge, both ways (no RST)",
-            "distributed": distributed.__version__,
+            "distributed": metadata.version("distributed"),
             "comm_timeouts": dict(dask.config.get("distributed.comm.timeouts")),
             "worker_ttl": dask.config.get("distributed.scheduler.worker-ttl"),
             "python": sys.version.split()[0],
