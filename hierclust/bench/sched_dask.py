@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import dask.config
+import distributed  # noqa: F401  (loads its defaults into dask.config)
 import tomli_w
 
 from hierclust.codec import generate_keyring_file
@@ -102,6 +103,7 @@ class LabRun:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.marker = directory / "running-on-victim"
+        self.reader: threading.Thread | None = None
 
     def hierclust(self, host: int, *args: str) -> list[str]:
         state = self.directory / "state" / self.lab.address(host)
@@ -180,7 +182,8 @@ class LabRun:
             node = self.topology.node_name(0)
             probe += ["--hierclust-node", node, "--hierclust-state-dir", str(state)]
         scheduler = self.popen(0, probe, "scheduler", stdout=subprocess.PIPE)
-        threading.Thread(target=self._read, args=(scheduler,), daemon=True).start()
+        self.reader = threading.Thread(target=self._read, args=(scheduler,), daemon=True)
+        self.reader.start()
         self.expect("listening", 60)
         address = f"tcp://{self.lab.address(0)}:{SCHEDULER_PORT}"
         for host in range(self.nodes):
@@ -259,6 +262,11 @@ class LabRun:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+        if self.reader is not None:
+            self.reader.join(timeout=10)
+        for proc in self.procs:
+            if proc.stdout is not None:
+                proc.stdout.close()
         left = self.lab.teardown()
         if left:
             raise BenchError(f"processes left in the lab's namespaces: {left}")
@@ -300,6 +308,17 @@ def run(nodes: int, *, repeats: int = 1, progress: Progress | None = None) -> di
     why = unavailable()
     if why is not None:
         raise BenchError(f"the lab cannot run here: {why}")
+    config = {
+        "repeats": repeats,
+        "fanout": FANOUT,
+        "hierclust_tuning": "defaults",
+        "cut": "nftables drop on the lab bridge, both ways (no RST)",
+        "distributed": metadata.version("distributed"),
+        "comm_timeouts": dict(dask.config.get("distributed.comm.timeouts")),
+        "worker_ttl": dask.config.get("distributed.scheduler.worker-ttl"),
+        "python": sys.version.split()[0],
+        "cpu_cores": os.cpu_count(),
+    }
     total = 2 * repeats
     results: dict[str, list[dict[str, Any]]] = {"alone": [], "with_hierclust": []}
     for mode in results:
@@ -318,17 +337,7 @@ def run(nodes: int, *, repeats: int = 1, progress: Progress | None = None) -> di
         "nodes": nodes,
         "alone": summarise(results["alone"]),
         "with_hierclust": summarise(results["with_hierclust"]),
-        "config": {
-            "repeats": repeats,
-            "fanout": FANOUT,
-            "hierclust_tuning": "defaults",
-            "cut": "nftables drop on the lab bridge, both ways (no RST)",
-            "distributed": metadata.version("distributed"),
-            "comm_timeouts": dict(dask.config.get("distributed.comm.timeouts")),
-            "worker_ttl": dask.config.get("distributed.scheduler.worker-ttl"),
-            "python": sys.version.split()[0],
-            "cpu_cores": os.cpu_count(),
-        },
+        "config": config,
     }
 
 
