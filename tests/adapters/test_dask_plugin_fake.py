@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+from distributed import Scheduler
 
 from hierclust.adapters.dask import HierclustPlugin
 from hierclust.api.errors import ConnectionLost
@@ -141,3 +143,23 @@ async def test_close_ends_the_plugins_task() -> None:
         assert task is not None and not task.done()
         await plugin.close()
         assert task.done() and plugin._task is None
+
+
+async def test_dask_scheduler_preload_installs_the_plugin_with_its_options(tmp_path: Path) -> None:
+    """``dask scheduler --preload hierclust.adapters.dask --hierclust-node ...``: the plugin is
+    there and started; with nothing deployed it keeps retrying, the scheduler unharmed."""
+    argv = ["--hierclust-node", "cn1", "--hierclust-state-dir", str(tmp_path)]
+    async with Scheduler(
+        host="127.0.0.1",
+        port=0,
+        dashboard=False,
+        dashboard_address=":0",
+        preload=["hierclust.adapters.dask"],
+        preload_argv=[argv],
+    ) as scheduler:
+        plugin = scheduler.plugins["hierclust"]
+        assert isinstance(plugin, HierclustPlugin)
+        assert (plugin.node, plugin.state_dir) == ("cn1", str(tmp_path))
+        assert not await plugin.wait_connected(0.3)
+        assert plugin._task is not None and not plugin._task.done()
+    assert plugin._task is None, "the scheduler's close closes the plugin"
