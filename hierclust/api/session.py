@@ -102,26 +102,51 @@ class Session:
         rows = (await self._call("members"))["members"]
         return [to_member(row) for row in rows]
 
+    async def cursor(self) -> str:
+        """The cursor of the newest event so far: ``events(since=await session.cursor())``
+        then gets every event from this moment on, however late it starts iterating (a stream
+        without ``since`` starts when it is first iterated)."""
+        return str((await self._backend.call({"op": "cursor"}))["cursor"])
+
     async def events(
         self, since: str | None = None, *, buffer: int = DEFAULT_BUFFER
     ) -> AsyncIterator[ClusterEvent]:
-        """This node's events as it concludes them, from now on or from after cursor ``since``
-        (an event's ``cursor``: nothing lost or repeated while the host keeps them, else an
+        """This node's events as it concludes them, from when iteration starts (use
+        :meth:`subscribe` to be subscribed before you go on) or from after cursor ``since`` (an
+        event's ``cursor``: nothing lost or repeated while the host keeps them, else an
         :class:`~hierclust.api.types.EventsLost` first). Ends with :class:`ConnectionLost` when
         the host goes away. ``buffer``: how many events may wait for you before the host counts
         them as lost (you then get one ``EventsLost`` with the count)."""
+        async with self.subscribe(since, buffer=buffer) as events:
+            async for event in events:
+                yield event
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, since: str | None = None, *, buffer: int = DEFAULT_BUFFER
+    ) -> AsyncIterator[AsyncIterator[ClusterEvent]]:
+        """:meth:`events`, subscribed when the ``async with`` is entered::
+
+        async with session.subscribe() as events:
+            start_something()          # whatever it causes is in events
+            async for event in events:
+                ...
+        """
         stream = await self._subscribe(since, buffer)
         try:
-            while True:
-                fields = await stream.get()
-                if fields is None:
-                    raise ConnectionLost(
-                        f"{self._backend.where}: node {self.node}: the event stream ended (its "
-                        "host stopped or restarted); reconnect and pass the last cursor as since="
-                    )
-                yield to_event(fields)
+            yield self._iterate(stream)
         finally:
             await stream.aclose()
+
+    async def _iterate(self, stream: Stream) -> AsyncIterator[ClusterEvent]:
+        while True:
+            fields = await stream.get()
+            if fields is None:
+                raise ConnectionLost(
+                    f"{self._backend.where}: node {self.node}: the event stream ended (its "
+                    "host stopped or restarted); reconnect and pass the last cursor as since="
+                )
+            yield to_event(fields)
 
     # -- the primary component --------------------------------------------------------------------
     async def in_primary(self) -> bool:

@@ -583,3 +583,12 @@ def _plot(
         notify_cdf(path, series, f"notification time per survivor: {title}")
     else:
         repeat_bars(path, runs, title)
+
+
+def _register_embedding_benchmarks() -> None:
+    from hierclust.cli.bench_embed import api
+
+    app.command("api")(api)
+
+
+_register_embedding_benchmarks()

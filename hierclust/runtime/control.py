@@ -8,12 +8,13 @@ node's own view, ``{"view": null}`` when this worker does not run it), ``kill {r
 ``reload-keyring`` (re-read the keyring file: key rotation without downtime), ``stop``.
 
 The library API (:mod:`hierclust.runtime.service`) adds ``hello`` (which ranks run here),
-``members {rank}``, ``in-primary {rank}``, ``leads {rank}``, ``token {rank, group}`` and
-``subscribe {rank, since, buffer}``: the answer ``{"ok": true, ...}`` is followed, on that
-connection, by one ``{"event": {...}}`` line per event until the client closes it. A refused
-API request answers ``{"ok": false, "error": "...", "kind": "NotPrimary"}`` (the exception the
-client raises). The server never raises into the loop: a bad request gets an error response, a
-broken connection is closed.
+``cursor`` (of the last event so far), ``members {rank}``, ``in-primary {rank}``,
+``leads {rank}``, ``token {rank, group}`` and ``subscribe {rank, since, buffer}``: the answer
+``{"ok": true, ...}`` is followed, on that connection, by one ``{"event": {...}}`` line per
+event until the client closes it. A refused API request answers
+``{"ok": false, "error": "...", "kind": "NotPrimary"}`` (the exception the client raises). The
+server never raises into the loop: a bad request gets an error response, a broken connection is
+closed.
 """
 
 from __future__ import annotations
@@ -141,6 +142,8 @@ class ControlServer:
                 view = host.view(rank)
                 members = api.members(rank, view or {})
                 return {"ok": True, "members": members}
+            if op == "cursor":
+                return {"ok": True, "cursor": api.cursor(api.seq)}
             if op == "in-primary":
                 return {"ok": True, "in_primary": api.in_primary(int(request["rank"]))}
             if op == "leads":
