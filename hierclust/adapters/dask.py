@@ -11,7 +11,8 @@ scheduler reschedules that worker's tasks on the others right away.
 
 **Theory of operation.** On :meth:`HierclustPlugin.start` the plugin starts one task on the
 scheduler's event loop. The task opens a :class:`hierclust.api.Client` (``state_dir``, ``node``:
-the hierclust node running on the scheduler's host) and reads its events. ``NodeFailed``,
+the hierclust node running on the scheduler's host), takes its current ``cursor()`` and reads
+its events from there, so nothing concluded after the plugin started is missed. ``NodeFailed``,
 ``NodeLeft`` and ``SubtreeUnreachable`` name the lost nodes; :func:`plan_removals`, a pure
 function, turns one such event and the scheduler's workers into the removals to make. When the
 worker goes away (``ConnectionLost``) the task reopens the client and resumes with
@@ -198,6 +199,8 @@ class Source(Protocol):
 
     async def members(self) -> list[Member]: ...
 
+    async def cursor(self) -> str: ...
+
     def events(self, since: str | None = None) -> AsyncIterator[Event]: ...
 
     async def in_primary(self) -> bool: ...
@@ -311,7 +314,9 @@ class HierclustPlugin(SchedulerPlugin):
 
     async def _follow(self, source: Source) -> None:
         matcher = NodeMatcher(source.topology)
-        events = source.events(since=self.cursor)
+        if self.cursor is None:
+            # from this moment on, however long the first iteration takes to begin
+            self.cursor = await source.cursor()
         self.in_primary = await source.in_primary()
         self.connects += 1
         logger.info(
@@ -324,7 +329,7 @@ class HierclustPlugin(SchedulerPlugin):
             await self._resync(source, matcher, "reconnect")
         assert self._connected is not None
         self._connected.set()
-        async for event in events:
+        async for event in source.events(since=self.cursor):
             await self._handle(source, matcher, event)
             self.cursor = event.cursor
 

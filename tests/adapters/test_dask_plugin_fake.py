@@ -46,6 +46,9 @@ class ScriptedSource:
     async def in_primary(self) -> bool:
         return self.primary
 
+    async def cursor(self) -> str:
+        return "c0"
+
     async def events(self, since: str | None = None) -> AsyncIterator[Event]:
         self.opened_since.append(since)
         while True:
@@ -126,7 +129,7 @@ async def test_after_the_connection_is_lost_the_plugin_resumes_from_its_last_cur
         assert await plugin.wait_connected(5)
         source.queue.put_nowait(failed("cn4", "c5"))  # no worker of cn4: nothing to remove
         source.queue.put_nowait(ConnectionLost("the worker went away"))
-        await wait_for(lambda: source.opened_since == [None, "c5"], 5, "the reconnection")
+        await wait_for(lambda: source.opened_since == ["c0", "c5"], 5, "the reconnection")
         source.queue.put_nowait(failed("cn3", "c6"))
         cn3 = dask.address("cn3")
         await wait_for(lambda: cn3 not in dask.scheduler.workers, 5, "cn3's removal")
