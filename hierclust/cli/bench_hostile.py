@@ -48,7 +48,7 @@ def hostile(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Send hostile datagrams to live agents and their witness; prove none got in.
+    """Hostile datagrams at live agents and a witness: none may get in.
 
     Deploys NODES on 127.0.0.1 with a witness tie-breaker, captures their traffic (needs
     CAP_NET_RAW), then sends random, bit-flipped, truncated, oversized, replayed and
