@@ -317,7 +317,9 @@ class Campaign:
                     by_reason[r] = by_reason.get(r, 0) + n
                 for r, n in entry["predicted"].items():
                     predicted[r] = predicted.get(r, 0) + n
-                entry["match"] = _matches(entry, received)
+                # every arrival, hostile or not, was accepted or dropped: none is unaccounted
+                entry["arrivals_accounted"] = entry["arrived"] == entry["accepted_all"] + dropped
+                entry["match"] = _matches(entry, received) and entry["arrivals_accounted"]
                 match = match and entry["match"]
                 if not entry["match"]:
                     row.setdefault("mismatched", []).append(name)

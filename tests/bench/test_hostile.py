@@ -55,6 +55,9 @@ def test_twenty_thousand_hostile_datagrams_change_nothing_and_are_all_counted() 
         entry = report["per_listener"][kind][witness]
         assert entry["sent"] > 0 and entry["match"]
         assert sum(entry["dropped"].values()) == entry["sent"] - entry["kernel_dropped"]
+        for name, entry in report["per_listener"][kind].items():
+            # every arrival at every socket, the cluster's own traffic too, is accounted for
+            assert entry["arrived"] == entry["accepted_all"] + sum(entry["dropped"].values()), name
 
 
 def entry(**fields: Any) -> dict[str, Any]:
