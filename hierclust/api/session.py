@@ -192,7 +192,12 @@ class Session:
         :class:`NotPrimary` at once when the node is not in it, and the body is cancelled with
         :class:`QuorumLost` as soon as the node leaves it (or its host can no longer tell)."""
         stream = await self._subscribe(None, 64)
-        if not await self.in_primary():
+        try:
+            primary = await self.in_primary()
+        except BaseException:  # NodeDown, ConnectionLost: the subscription must not outlive it
+            await stream.aclose()
+            raise
+        if not primary:
             await stream.aclose()
             raise NotPrimary(
                 f"{self._backend.where}: node {self.node} is not in the primary component"
@@ -208,8 +213,8 @@ class Session:
                     why = "its host went away"
                 elif fields["type"] == "PrimaryChanged" and not fields["in_primary"]:
                     why = "it left the primary component"
-                elif fields["type"] == "EventsLost" and not await self.in_primary():
-                    why = "it left the primary component"
+                elif fields["type"] == "EventsLost" and not await self._still_primary():
+                    why = "it left the primary component (or its host can no longer tell)"
                 else:
                     continue
                 lost.append(why)
@@ -229,6 +234,14 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError, HierclustError):
                 await watcher
             await stream.aclose()
+
+    async def _still_primary(self) -> bool:
+        """:meth:`in_primary` for the watcher of :meth:`primary`: an error (the node stopped,
+        the host went away) counts as not primary instead of ending the watch unseen."""
+        try:
+            return await self.in_primary()
+        except HierclustError:
+            return False
 
     # -- administration ---------------------------------------------------------------------------
     async def drain(self, nodes: str | Iterable[str]) -> None:

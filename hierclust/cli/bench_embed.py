@@ -38,7 +38,7 @@ def api(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """How long after a node learns of a failure its API subscriber has the event.
+    """API event latency: from a node learning to its subscriber.
 
     Deploys NODES on 127.0.0.1, subscribes with hierclust.api.Client to SUBSCRIBERS nodes from
     this process, kills a node per round and measures each NodeFailed's delivery.

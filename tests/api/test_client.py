@@ -152,7 +152,10 @@ def test_the_stream_ends_with_connection_lost_when_the_worker_goes(tmp_path: Pat
                 async for _ in events:
                     pass
 
-    asyncio.run(scenario())
+    try:
+        asyncio.run(scenario())
+    finally:  # a failure above must not leave the workers running
+        hierclust("stop", "--state-dir", str(state))
 
 
 def test_clear_errors_without_a_deployment_or_with_an_unknown_node(
