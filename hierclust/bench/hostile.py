@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import socket
 import tempfile
 import time
@@ -67,13 +68,17 @@ class Campaign:
     def __init__(self, nodes: int, fanout: int, base_port: int, processes: int) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="hchostile-", dir="/tmp"))
         path = self.directory / "topology.toml"
-        self.topology = write_generated(nodes, fanout, base_port, path)
-        if not local_witnesses(self.topology):
-            raise BenchError(
-                f"--nodes {nodes} --fanout {fanout}: the top group is odd, so there is no witness "
-                "to attack; pick sizes whose generated top group is even (e.g. 8 and 5)"
-            )
-        check_local(self.topology)
+        try:
+            self.topology = write_generated(nodes, fanout, base_port, path)
+            if not local_witnesses(self.topology):
+                raise BenchError(
+                    f"--nodes {nodes} --fanout {fanout}: the top group is odd, so there is no "
+                    "witness to attack; pick sizes whose generated top group is even (e.g. 8, 5)"
+                )
+            check_local(self.topology)
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
         self.path = path
         self.processes = processes
         self.state_dir = self.directory / "state"
@@ -432,10 +437,16 @@ def run(
     if not 1 <= rate <= MAX_RATE:
         raise BenchError(f"--rate {rate}: expected 1 to {MAX_RATE:,} datagrams per second")
     campaign = Campaign(nodes, fanout, base_port, processes)
+    report: dict[str, Any] | None = None
     try:
-        return campaign.run(datagrams, rate, seed, progress)
+        report = campaign.run(datagrams, rate, seed, progress)
     finally:
         campaign.close()
+        if report is not None and report["summary"]["ok"]:
+            shutil.rmtree(campaign.directory, ignore_errors=True)
+    if not report["summary"]["ok"]:  # the workers' logs and events, for a look
+        report["state_dir"] = str(campaign.state_dir)
+    return report
 
 
 if __name__ == "__main__":  # pragma: no cover - a measuring aid
