@@ -184,6 +184,7 @@ def test_arbitrary_signed_envelopes(body: Any, kind: Any) -> None:
 
 
 @pytest.mark.fuzz
+@pytest.mark.timeout(3600)
 @fuzz_settings(FUZZ_EXAMPLES)
 @given(real_bodies().flatmap(mutated), envelope_fields)
 def test_many_signed_mutations_of_real_messages(kind_body: tuple[str, Any], head: Any) -> None:
@@ -192,6 +193,7 @@ def test_many_signed_mutations_of_real_messages(kind_body: tuple[str, Any], head
 
 
 @pytest.mark.fuzz
+@pytest.mark.timeout(3600)
 @fuzz_settings(FUZZ_EXAMPLES)
 @given(st.sampled_from(KINDS), cbor_values)
 def test_many_bodies_raise_only_body_error(kind: str, body: Any) -> None:

@@ -180,7 +180,26 @@ def test_validate_exits_0_or_2_with_one_line_never_a_traceback(
 
 
 @pytest.mark.fuzz
+@pytest.mark.timeout(3600)
 @fuzz_settings(FUZZ_EXAMPLES)
 @given(mutated_documents() | mangled_texts())
 def test_many_mutated_topologies(doc: tuple[str, str]) -> None:
     check_loads(*doc)
+
+
+def test_a_key_with_a_newline_is_named_on_one_line(tmp_path: Path) -> None:
+    """Found by the fuzzer: a quoted TOML key may hold a newline (or a terminal escape), and
+    the error naming it was two lines."""
+    text = SOURCES["demo.toml"] + '\n["\\n\\u001b[2J"]\nname = "demo"\n'
+    with pytest.raises(TopologyError) as info:
+        loads(text, source="demo.toml")
+    assert str(info.value) == (
+        "demo.toml: \\n\\x1b[2J: unknown key; expected one of: addresses, cluster, defaults, "
+        "group, node, tiers"
+    )
+    assert info.value.key == "\n\x1b[2J"  # the key itself, as written
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    result = runner.invoke(app, ["topology", "validate", str(path)])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "\x1b" not in result.stderr
