@@ -602,8 +602,10 @@ def _plot(
 
 def _register_embedding_benchmarks() -> None:
     from hierclust.cli.bench_embed import api
+    from hierclust.cli.bench_hostile import hostile
 
     app.command("api")(api)
+    app.command("hostile")(hostile)
 
 
 _register_embedding_benchmarks()

@@ -104,7 +104,8 @@ def wall_offset_ns() -> int:
 class DriverStats:
     sent: int = 0
     sent_bytes: int = 0
-    received: int = 0
+    arrived: int = 0  # every datagram the socket handed over, whatever became of it
+    received: int = 0  # accepted by the codec
     suppressed: int = 0  # muted (quarantine), filtered (partition) or no address
     encode_errors: int = 0
     unreachable: int = 0
@@ -486,7 +487,14 @@ class NodeDriver:
 
     # -- receive path ------------------------------------------------------------------------------
     def on_datagram(self, data: bytes, peer: AddressTuple) -> None:
-        """One datagram from the socket (the endpoint's receiver; called by the event loop)."""
+        """One datagram from the socket (the endpoint's receiver; called by the event loop).
+        Counted in ``stats.arrived`` once, here: every arrival ends up accepted (``received``),
+        dropped by the codec (by reason), held for a paused or booting node, or suppressed, so
+        the counters account for every datagram the socket took in."""
+        self.stats.arrived += 1
+        self._handle(data, peer)
+
+    def _handle(self, data: bytes, peer: AddressTuple) -> None:
         if self.paused_until_ns and self._hold(data, peer):
             return
         codec = self.codec
@@ -547,7 +555,7 @@ class NodeDriver:
             return
         for data, peer in early:
             try:
-                self.on_datagram(data, peer)
+                self._handle(data, peer)
             except Exception:  # the receive path must survive anything one datagram does
                 _LOG.exception("%s: error handling a datagram from %s", self.name, peer)
 
@@ -559,7 +567,7 @@ class NodeDriver:
         self.paused_until_ns = 0
         for data, peer in held:
             try:
-                self.on_datagram(data, peer)
+                self._handle(data, peer)
             except Exception:  # the receive path must survive anything one datagram does
                 _LOG.exception("%s: error handling a datagram from %s", self.name, peer)
 
@@ -591,6 +599,7 @@ class NodeDriver:
         base["datagrams"] = {
             "sent": self.stats.sent,
             "sent_bytes": self.stats.sent_bytes,
+            "arrived": self.stats.arrived,
             "received": self.stats.received,
             "suppressed": self.stats.suppressed,
             "unreachable": self.stats.unreachable,

@@ -180,6 +180,7 @@ class NodeHost:
             "lag_max_ms": self.ctx.lag_total_max_ns // MS,
             "partition": None if self.ctx.isolated is None else sorted(self.ctx.isolated),
             "nodes": [d.snapshot(now) for d in self.drivers.values()],
+            "witnesses": [w.snapshot() for w in self.witnesses],
             "admin": self.admin_notices(),
         }
 
