@@ -26,6 +26,7 @@ leader declare the old one (``detection``) and announce the new one (``flood``).
 
 from __future__ import annotations
 
+from hierclust.core.fast import new_emit, new_lease_changed, new_ping, new_send, new_set_timer
 from hierclust.core.layout import TIE_NONE
 from hierclust.core.messages import (
     FLAG_ECHO_NOW,
@@ -53,8 +54,6 @@ from hierclust.core.state import (
     GroupState,
     NodeState,
     lease_urgency,
-    new_ping,
-    new_send,
 )
 from hierclust.core.timeouts import stretched
 from hierclust.core.types import (
@@ -63,7 +62,6 @@ from hierclust.core.types import (
     Effect,
     Emit,
     LeaderChanged,
-    LeaseChanged,
     Send,
     SetTimer,
     witness_id,
@@ -147,8 +145,8 @@ class Heartbeats(NodeState):
             gs.lease_until = until
         if gs.lease_until > gs.lease_reported and gs.lease_until > now:
             gs.lease_reported = gs.lease_until
-            out.append(Emit(LeaseChanged(gs.gi, gs.term, True, gs.lease_until)))
-            out.append(SetTimer(gs.key_lease, gs.lease_until - lease_urgency(gs)))
+            out.append(new_emit(new_lease_changed(gs.gi, gs.term, True, gs.lease_until)))
+            out.append(new_set_timer(gs.key_lease, gs.lease_until - lease_urgency(gs)))
         return now < gs.lease_until
 
     def _lease_from_echoes(self, now: int, gs: GroupState) -> int:
@@ -273,9 +271,9 @@ class Heartbeats(NodeState):
             else:
                 # (a lapsed lease shows in the quorate() query at once; the event waits for this)
                 due = gs.heard_ns + limit + 1
-                out.append(SetTimer(gs.key_tick, due if due > now else now + 1))
+                out.append(new_set_timer(gs.key_tick, due if due > now else now + 1))
                 return
-        out.append(SetTimer(gs.key_tick, now + tm.heartbeat))
+        out.append(new_set_timer(gs.key_tick, now + tm.heartbeat))
         if gs.hint >= 0:
             if now < gs.hint_until:
                 self._contact(gs, gs.hint, out)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
+from hierclust.core.fast import new_ping, new_send
 from hierclust.core.messages import FLAG_LEASE, Ack, Ping
 from hierclust.core.node import Node
-from hierclust.core.state import new_ping, new_send
 from hierclust.core.timeouts import MS
 from hierclust.core.types import Received, Send, Start, TimerFired
 from hierclust.topology import from_dict, generate_document
