@@ -29,6 +29,7 @@ import gc
 import heapq
 import itertools
 import random
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,7 +154,9 @@ class Simulator:
         self.slots = [NodeSlot() for _ in range(topology.num_nodes)]
         # each node's monotonic clock origin (local = true + shift, until it is skewed) and its
         # wall clock, from their own random stream (the other streams draw as without clocks)
-        self.shifts = [0] * topology.num_nodes
+        # (a flat array: the run loop reads one per event, and neighbouring ranks, which a
+        # leader's heartbeat reaches together, share a cache line, not one int object each)
+        self.shifts = array("q", bytes(8 * topology.num_nodes))
         clock_rng = random.Random(seed * 6151 + 29)
         for rank, slot in enumerate(self.slots):
             slot.wall = WALL_EPOCH_NS
@@ -624,7 +627,7 @@ class Simulator:
                 self.checker.accusation(now, accused, alive, excused)
         elif kind is LeaseChanged:
             if event.held:
-                self._refresh_leases(event.group)
+                self._refresh_leases(event.group, rank)
             end = self._lease_end(rank, event.group, event.until_ns)
             self.checker.lease(now, rank, event.group, event.term, event.held, end)
         elif kind is LeaderChanged:
@@ -657,13 +660,16 @@ class Simulator:
         exact = self._exact_lease_end(rank, group)
         return reported if exact is None else max(exact, reported)
 
-    def _refresh_leases(self, group: int) -> None:
-        """Before a new holder is checked, bring the others' lease ends up to date: renewals extend
-        leases silently, and a crashed holder acts no more."""
+    def _refresh_leases(self, group: int, rank: int) -> None:
+        """Before ``rank`` is checked as a new holder, bring the others' lease ends up to date:
+        renewals extend leases silently, and a crashed holder acts no more. (``rank``'s own entry
+        is left alone: the check that follows replaces it.)"""
         holders = self.checker.leases.get(group)
         if not holders:
             return
         for other in list(holders):
+            if other == rank:
+                continue
             if self.nodes[other] is None:
                 del holders[other]
                 continue
