@@ -2,11 +2,19 @@
 
 Request ``{"op": "status"}`` -> response ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 Operations: ``status``, ``leaders`` (only who leads what: cheap to poll), ``view {rank}`` (one
-node's own view, ``{"view": null}`` when this worker does not run it), ``kill {rank}``,
+node's own view, ``{"view": null}`` when this worker does not run it), ``kill {rank, silent}``,
 ``restart {rank, wipe}``, ``pause {rank, seconds}``, ``partition {ranks}``, ``heal``,
 ``admin {mode, ranges}`` (one local node issues admin notices for ``[[first, count], ...]``),
-``reload-keyring`` (re-read the keyring file: key rotation without downtime), ``stop``. The server
-never raises into the loop: a bad request gets an error response, a broken connection is closed.
+``reload-keyring`` (re-read the keyring file: key rotation without downtime), ``stop``.
+
+The library API (:mod:`hierclust.runtime.service`) adds ``hello`` (which ranks run here),
+``cursor`` (of the last event so far), ``members {rank}``, ``in-primary {rank}``,
+``leads {rank}``, ``token {rank, group}`` and ``subscribe {rank, since, buffer}``: the answer
+``{"ok": true, ...}`` is followed, on that connection, by one ``{"event": {...}}`` line per
+event until the client closes it. A refused API request answers
+``{"ok": false, "error": "...", "kind": "NotPrimary"}`` (the exception the client raises). The
+server never raises into the loop: a bad request gets an error response, a broken connection is
+closed.
 """
 
 from __future__ import annotations
@@ -21,9 +29,34 @@ from typing import Any
 from hierclust.codec import KeyringError, load_keyring
 from hierclust.runtime.errors import NodeFailedError
 from hierclust.runtime.host import NodeHost
+from hierclust.runtime.service import DEFAULT_BUFFER, ServiceError, Subscription
 
 MAX_REQUEST_BYTES = 64 * 1024
 UNIX_PATH_MAX = 107
+
+
+EVENT_BYTES = 256
+"""About the size of one event line: a subscriber's buffer of N events is N times this many
+bytes not yet taken from its connection."""
+
+
+class WriterSink:
+    """A subscription's connection: each event is one JSON line written at once."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.closed = False
+
+    def answer(self, answer: dict[str, Any]) -> None:
+        self.writer.write(json.dumps(answer, separators=(",", ":")).encode() + b"\n")
+
+    def backlog(self) -> int:
+        return self.writer.transport.get_write_buffer_size() // EVENT_BYTES
+
+    def write(self, event: dict[str, Any]) -> None:
+        if not self.closed:
+            line = json.dumps({"event": event}, separators=(",", ":")).encode() + b"\n"
+            self.writer.write(line)
 
 
 class ControlError(RuntimeError):
@@ -62,6 +95,8 @@ class ControlServer:
                     break
                 if not line:
                     break
+                if b'"subscribe"' in line and await self._stream(line, reader, writer):
+                    break
                 response = await self.handle(line)
                 writer.write(json.dumps(response, separators=(",", ":")).encode() + b"\n")
                 await writer.drain()
@@ -72,6 +107,53 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
+    def subscription(
+        self, line: bytes, sink: WriterSink | None = None
+    ) -> tuple[Subscription | None, dict[str, Any]]:
+        """A ``subscribe`` request's subscription and answer; ``(None, {})`` for other ops,
+        ``(None, error answer)`` for a refused one."""
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict) or request.get("op") != "subscribe":
+                return None, {}
+            rank = int(request["rank"])
+            since = None if request.get("since") is None else str(request["since"])
+            buffer = int(request.get("buffer", DEFAULT_BUFFER))
+            api = self.host.api
+            api.check_subscription(rank, since, buffer)
+            answer = {"ok": True, "cursor": api.cursor(api.seq)}
+            if sink is not None:  # the answer goes first, then what the subscription replays
+                sink.answer(answer)
+            return api.subscribe(rank, since, buffer, sink), answer
+        except ServiceError as exc:
+            return None, {"ok": False, "error": str(exc), "kind": exc.kind}
+        except (KeyError, ValueError, TypeError) as exc:
+            return None, {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+    async def _stream(
+        self, line: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Serve ``line`` if it is a subscription: its events are written to the connection as
+        they are published (see :class:`Subscription`), until the client hangs up or the host
+        stops. False when it is another request."""
+        sink = WriterSink(writer)
+        sub, answer = self.subscription(line, sink)
+        if sub is None:
+            if not answer:
+                return False
+            sink.answer(answer)
+            return True
+        gone = asyncio.ensure_future(reader.read())  # the client sends nothing more: EOF = gone
+        closed = asyncio.ensure_future(sub.wait_closed())
+        try:
+            await asyncio.wait({gone, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sink.closed = True
+            gone.cancel()
+            closed.cancel()
+            sub.close()
+        return True
+
     async def handle(self, line: bytes) -> dict[str, Any]:
         try:
             request = json.loads(line)
@@ -79,6 +161,25 @@ class ControlServer:
                 raise ValueError("expected a JSON object")
             op = request.get("op")
             host = self.host
+            api = host.api
+            if op == "hello":
+                return {"ok": True, **api.hello()}
+            if op == "members":
+                rank = int(request["rank"])
+                view = host.view(rank)
+                members = api.members(rank, view or {})
+                return {"ok": True, "members": members}
+            if op == "cursor":
+                return {"ok": True, "cursor": api.cursor(api.seq)}
+            if op == "in-primary":
+                return {"ok": True, "in_primary": api.in_primary(int(request["rank"]))}
+            if op == "leads":
+                return {"ok": True, "leads": api.leads(int(request["rank"]))}
+            if op == "token":
+                group = request.get("group")
+                rank = int(request["rank"])
+                token = api.fencing_token(rank, None if group is None else str(group))
+                return {"ok": True, **token}
             if op == "status":
                 return {"ok": True, **host.snapshot()}
             if op == "leaders":
@@ -86,7 +187,8 @@ class ControlServer:
             if op == "view":
                 return {"ok": True, "view": host.view(int(request["rank"]))}
             if op == "kill":
-                return {"ok": True, "t_ns": host.kill(int(request["rank"]))}
+                silent = bool(request.get("silent", False))
+                return {"ok": True, "t_ns": host.kill(int(request["rank"]), silent=silent)}
             if op == "restart":
                 await host.restart(int(request["rank"]), wipe=bool(request.get("wipe", False)))
                 return {"ok": True}
@@ -113,6 +215,8 @@ class ControlServer:
                 asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(host.stop()))
                 return {"ok": True}
             return {"ok": False, "error": f"unknown op {op!r}"}
+        except ServiceError as exc:
+            return {"ok": False, "error": str(exc), "kind": exc.kind}
         except (KeyError, ValueError, TypeError, OSError, KeyringError, NodeFailedError) as exc:
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 

@@ -123,6 +123,7 @@ class NodeDriver:
         self.node: Node | None = None
         self.codec: Codec | None = None
         self.endpoint: UdpEndpoint | None = None
+        self.silenced: UdpEndpoint | None = None  # the bound, mute port of a silent crash
         self.timers: dict[tuple[Any, ...], asyncio.TimerHandle] = {}
         self.recv_task: asyncio.Task[None] | None = None  # (datagrams arrive by callback)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -154,6 +155,9 @@ class NodeDriver:
         address = self.ctx.addresses[self.rank]
         if address is None:
             raise OSError(f"{self.name} has no address in {self.ctx.topology.source}")
+        if self.silenced is not None:  # back from a silent crash: its port is ours again
+            self.silenced.close()
+            self.silenced = None
         for attempt in range(50):
             try:
                 self.endpoint = await UdpEndpoint.open(
@@ -218,10 +222,14 @@ class NodeDriver:
         )
         self.feed(Start(wall_offset_ns()))
 
-    def crash(self, reason: str = "killed", event: str = "Crashed") -> None:
+    def crash(
+        self, reason: str = "killed", event: str = "Crashed", *, silent: bool = False
+    ) -> None:
         """Stop at once, as a crash would: socket closed, timers dropped, no goodbye. ``event``
         names it in the log: ``Stopped`` for a clean stop of the whole host, ``Failed`` for an
-        error in the node's step or effects (:meth:`_fail`)."""
+        error in the node's step or effects (:meth:`_fail`). ``silent``: as a host losing
+        power, the port stays bound and drops everything, so peers get no ICMP "port
+        unreachable" (a closed port's shortcut to detection), only silence."""
         if self.node is None:
             return
         self.node = None
@@ -239,7 +247,11 @@ class NodeDriver:
             self.recv_task.cancel()
             self.recv_task = None
         if self.endpoint is not None:
-            self.endpoint.close()
+            if silent:
+                self.endpoint.silence()
+                self.silenced = self.endpoint
+            else:
+                self.endpoint.close()
             self.endpoint = None
         try:
             self.ctx.bus.note(

@@ -21,6 +21,7 @@ from hierclust.core.types import Command, LoopLag, WallClock
 from hierclust.runtime.context import HostContext, local_witnesses
 from hierclust.runtime.driver import NodeDriver, wall_offset_ns
 from hierclust.runtime.errors import NodeFailedError
+from hierclust.runtime.service import ApiService
 from hierclust.runtime.tiebreak import WitnessServer
 
 _LOG = logging.getLogger("hierclust.runtime")
@@ -47,6 +48,8 @@ class NodeHost:
             if witnesses
             else []
         )
+        self.api = ApiService(ctx.topology, self.drivers)
+        self._unsubscribe = ctx.bus.subscribe(self.api.on_record)
         self._lag_task: asyncio.Task[None] | None = None
         self.stopped = asyncio.Event()
         self.started_ns = 0
@@ -99,6 +102,7 @@ class NodeHost:
                     driver.feed(LoopLag(int(lag_ms)))
                     if moved:
                         driver.feed(WallClock(offset))
+            self.api.tick()
             due = max(due + period, now)
 
     # -- lab operations ---------------------------------------------------------------------------
@@ -108,10 +112,11 @@ class NodeHost:
         except KeyError:
             raise KeyError(f"node rank {rank} is not run by this host") from None
 
-    def kill(self, rank: int) -> int:
-        """Crash a node now; returns the monotonic time of the kill."""
+    def kill(self, rank: int, *, silent: bool = False) -> int:
+        """Crash a node now (``silent``: as a power loss, see :meth:`NodeDriver.crash`);
+        returns the monotonic time of the kill."""
         t = time.monotonic_ns()
-        self.driver(rank).crash("killed")
+        self.driver(rank).crash("killed", silent=silent)
         return t
 
     async def restart(self, rank: int, *, wipe: bool = False) -> None:
@@ -219,6 +224,11 @@ class NodeHost:
             self._lag_task = None
         for driver in self.drivers.values():
             driver.crash("stopped", event="Stopped")
+            if driver.silenced is not None:
+                driver.silenced.close()
+                driver.silenced = None
+        self.api.close()
+        self._unsubscribe()
         for witness in self.witnesses:
             witness.close()
         pool = self.ctx.persist_pool

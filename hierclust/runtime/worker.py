@@ -24,7 +24,7 @@ from hierclust.runtime.control import ControlServer
 from hierclust.runtime.events import EventBus
 from hierclust.runtime.host import NodeHost
 from hierclust.runtime.state import StateFileError
-from hierclust.topology import load
+from hierclust.topology import Topology, load
 
 
 def parse_ranks(text: str) -> list[int]:
@@ -41,6 +41,72 @@ def parse_ranks(text: str) -> list[int]:
     return ranks
 
 
+class Serving:
+    """One process's share of a cluster, serving: its :class:`NodeHost` booted, its control
+    socket ``<id>.sock`` and its pid file ``<id>.pid`` in the state directory, its events
+    appended to ``events-<id>.jsonl``. What a deploy worker, ``hierclust agent`` and the library's
+    ``Agent`` all run; :meth:`open` starts it, :meth:`close` stops it."""
+
+    def __init__(
+        self, host: NodeHost, control: ControlServer, bus: EventBus, pid_file: Path
+    ) -> None:
+        self.host = host
+        self.control = control
+        self.bus = bus
+        self.pid_file = pid_file
+        self.metrics: Any = None
+
+    @classmethod
+    async def open(
+        cls,
+        topology_path: Path | Topology,
+        state_dir: Path,
+        worker_id: str,
+        ranks: list[int],
+        keyring_path: Path,
+        *,
+        metrics_port: int | None = None,
+        witnesses: bool = False,
+    ) -> Serving:
+        """Boot ``ranks`` of the topology (a file, or one already loaded) and serve them."""
+        topology = topology_path if isinstance(topology_path, Topology) else load(topology_path)
+        keyring = load_keyring(keyring_path)
+        (state_dir / "nodes").mkdir(parents=True, exist_ok=True)
+        bus = EventBus(state_dir / f"events-{worker_id}.jsonl", topology)
+        ctx = HostContext(topology, keyring, state_dir, bus)
+        try:
+            host = NodeHost(ctx, ranks, witnesses=witnesses)
+        except StateFileError:
+            bus.close()
+            raise
+        control = ControlServer(host, state_dir / f"{worker_id}.sock", keyring_path)
+        serving = cls(host, control, bus, state_dir / f"{worker_id}.pid")
+        try:
+            await host.start()
+            if metrics_port is not None:
+                from hierclust.runtime.metrics import serve_metrics
+
+                serving.metrics = serve_metrics(host, metrics_port)
+            serving.pid_file.write_text(f"{os.getpid()}\n")
+            await control.start()
+        except BaseException:
+            await serving.close()
+            raise
+        return serving
+
+    async def close(self) -> None:
+        if self.metrics is not None:
+            from hierclust.runtime.metrics import stop_metrics
+
+            stop_metrics(self.metrics)
+            self.metrics = None
+        await self.control.close()
+        if not self.host.stopped.is_set():
+            await self.host.stop()
+        self.pid_file.unlink(missing_ok=True)
+        self.bus.close()
+
+
 async def run_worker(
     topology_path: Path,
     state_dir: Path,
@@ -52,44 +118,32 @@ async def run_worker(
     ready: asyncio.Event | None = None,
     witnesses: bool = False,
 ) -> None:
-    topology = load(topology_path)
-    keyring = load_keyring(keyring_path)
-    (state_dir / "nodes").mkdir(parents=True, exist_ok=True)
-    bus = EventBus(state_dir / f"events-{worker_id}.jsonl", topology)
-    ctx = HostContext(topology, keyring, state_dir, bus)
-    try:
-        host = NodeHost(ctx, ranks, witnesses=witnesses)
-    except StateFileError:
-        bus.close()
-        raise
-    control = ControlServer(host, state_dir / f"{worker_id}.sock", keyring_path)
-    pid_file = state_dir / f"{worker_id}.pid"
+    stopping = asyncio.Event()  # SIGTERM/SIGINT, also while booting
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(host.stop()))
-    metrics: Any = None
+            loop.add_signal_handler(sig, stopping.set)
+    serving = await Serving.open(
+        topology_path,
+        state_dir,
+        worker_id,
+        ranks,
+        keyring_path,
+        metrics_port=metrics_port,
+        witnesses=witnesses,
+    )
     try:
-        await host.start()
-        if metrics_port is not None:
-            from hierclust.runtime.metrics import serve_metrics
-
-            metrics = serve_metrics(host, metrics_port)
-        pid_file.write_text(f"{os.getpid()}\n")
-        await control.start()
         if ready is not None:
             ready.set()
-        await host.stopped.wait()
+        waits = {
+            asyncio.ensure_future(serving.host.stopped.wait()),
+            asyncio.ensure_future(stopping.wait()),
+        }
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
     finally:
-        if metrics is not None:
-            from hierclust.runtime.metrics import stop_metrics
-
-            stop_metrics(metrics)
-        await control.close()
-        if not host.stopped.is_set():
-            await host.stop()
-        pid_file.unlink(missing_ok=True)
-        bus.close()
+        await serving.close()
 
 
 def main(argv: list[str] | None = None) -> int:
