@@ -43,6 +43,7 @@ BENCH_OUT ?= /tmp/hierclust-bench
 bench: $(STAMP) ## Benchmarks: JSON and plots in /tmp/hierclust-bench (docs/benchmarks.md)
 	$(BIN)/python bench/topology_scale.py
 	mkdir -p $(BENCH_OUT)
+	$(BIN)/python bench/sim_scale.py > $(BENCH_OUT)/sim-scale.json
 	$(BIN)/hierclust bench sweep --mode sim --sizes 1000,10000 --fanout 16 --out $(BENCH_OUT)/sweep-sim.json --plot $(BENCH_OUT)/sweep-sim.png
 	$(BIN)/hierclust bench --mode udp --nodes 1000 --fanout 16 --kill leaf --out $(BENCH_OUT)/udp1000-leaf.json --plot $(BENCH_OUT)/udp1000-leaf.png
 	$(BIN)/hierclust bench --mode udp --nodes 1000 --fanout 16 --kill leader --out $(BENCH_OUT)/udp1000-leader.json --plot $(BENCH_OUT)/udp1000-leader.png

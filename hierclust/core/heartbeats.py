@@ -26,6 +26,7 @@ leader declare the old one (``detection``) and announce the new one (``flood``).
 
 from __future__ import annotations
 
+from hierclust.core.fast import new_emit, new_lease_changed, new_ping, new_send, new_set_timer
 from hierclust.core.layout import TIE_NONE
 from hierclust.core.messages import (
     FLAG_ECHO_NOW,
@@ -53,8 +54,6 @@ from hierclust.core.state import (
     GroupState,
     NodeState,
     lease_urgency,
-    new_ping,
-    new_send,
 )
 from hierclust.core.timeouts import stretched
 from hierclust.core.types import (
@@ -63,7 +62,6 @@ from hierclust.core.types import (
     Effect,
     Emit,
     LeaderChanged,
-    LeaseChanged,
     Send,
     SetTimer,
     witness_id,
@@ -147,8 +145,8 @@ class Heartbeats(NodeState):
             gs.lease_until = until
         if gs.lease_until > gs.lease_reported and gs.lease_until > now:
             gs.lease_reported = gs.lease_until
-            out.append(Emit(LeaseChanged(gs.gi, gs.term, True, gs.lease_until)))
-            out.append(SetTimer(gs.key_lease, gs.lease_until - lease_urgency(gs)))
+            out.append(new_emit(new_lease_changed(gs.gi, gs.term, True, gs.lease_until)))
+            out.append(new_set_timer(gs.key_lease, gs.lease_until - lease_urgency(gs)))
         return now < gs.lease_until
 
     def _lease_from_echoes(self, now: int, gs: GroupState) -> int:
@@ -178,20 +176,24 @@ class Heartbeats(NodeState):
             self._adopt_term(now, gs, msg.term, out)
             self._persist(gs, out)
             return
-        s = src - gs.first if gs.leaf else msg.slot
+        leaf = gs.leaf
+        term = msg.term
+        echo = msg.echo
+        inc = msg.inc
+        s = src - gs.first if leaf else msg.slot
         if not 0 <= s < gs.size or s == gs.myslot:
             return
         status = gs.status
         fresh = False
-        if not gs.leaf and gs.holders[s] != src:
+        if not leaf and gs.holders[s] != src:
             if gs.holders[s] >= 0 and status[s] in (ALIVE, SUSPECT):
                 return  # the slot is held by someone we still hear
             self._take_slot(now, gs, s, src, out)
             fresh = True
         gs.last[s] = now
-        if msg.term == gs.term and msg.echo > gs.echo[s]:
+        if term == gs.term and echo > gs.echo[s]:
             old = gs.echo[s]
-            gs.echo[s] = msg.echo
+            gs.echo[s] = echo
             tm = gs.tm
             # how late this member answers (both ends of it on our clock), and how long a gap
             # a lost ack or echo left before this one: a decaying maximum, so one slow or lost
@@ -216,10 +218,10 @@ class Heartbeats(NodeState):
                     gs.lease_until = until
         flags = 0
         st = status[s]
-        if gs.leaf:
+        if leaf:
             old = gs.incs[s]
-            if msg.inc > old:
-                gs.incs[s] = msg.inc
+            if inc > old:
+                gs.incs[s] = inc
                 if old > 0:
                     # a restart: the old incarnation is dead (declare it if nobody did), the new one
                     # is alive
@@ -227,29 +229,30 @@ class Heartbeats(NodeState):
                         self._declare(now, gs, src, old, out)
                     status[s] = ALIVE
                     self._bump_view(gs, out)
-                    alive = Alive(src, msg.inc)
+                    alive = Alive(src, inc)
                     if self._learn(now, alive, None, out):
                         self._forward(now, (alive,), -1, -1, out)
                 else:
                     # first ping to this leader: what do the notices say about this member?
                     failed, alive_inc = self._known_about(src)
-                    if failed >= msg.inc:
+                    if failed >= inc:
                         flags = FLAG_REFUTE  # declared dead in this incarnation: come back anew
-                    elif failed > 0 and alive_inc < msg.inc:
-                        alive = Alive(src, msg.inc)  # back after a failure nobody announced
+                    elif failed > 0 and alive_inc < inc:
+                        alive = Alive(src, inc)  # back after a failure nobody announced
                         if self._learn(now, alive, None, out):
                             self._forward(now, (alive,), -1, -1, out)
                     if st == FAILED:
                         status[s] = ALIVE
                         self._bump_view(gs, out)
-            elif st == FAILED or msg.inc < old:
+            elif st == FAILED or inc < old:
                 # declared failed, or restarted without its state: come back with a higher one
                 flags = FLAG_REFUTE
-        elif msg.inc > gs.incs[s]:
-            gs.incs[s] = msg.inc
-        if status[s] == SUSPECT or status[s] == PENDING:
+        elif inc > gs.incs[s]:
+            gs.incs[s] = inc
+        st = status[s]
+        if st == SUSPECT or st == PENDING:
             status[s] = ALIVE
-        if flags or fresh or msg.term != gs.term or msg.echo < gs.bcast:
+        if flags or fresh or term != gs.term or echo < gs.bcast:
             # not the answer to our latest heartbeat (a member finding us, or news for it):
             # answer it; an answer to a heartbeat needs none (that would never end)
             out.append(Send(src, self._ack(now, gs, flags)))
@@ -284,9 +287,9 @@ class Heartbeats(NodeState):
             else:
                 # (a lapsed lease shows in the quorate() query at once; the event waits for this)
                 due = gs.heard_ns + limit + 1
-                out.append(SetTimer(gs.key_tick, due if due > now else now + 1))
+                out.append(new_set_timer(gs.key_tick, due if due > now else now + 1))
                 return
-        out.append(SetTimer(gs.key_tick, now + tm.heartbeat))
+        out.append(new_set_timer(gs.key_tick, now + tm.heartbeat))
         if gs.hint >= 0:
             if now < gs.hint_until:
                 self._contact(gs, gs.hint, out)
@@ -305,20 +308,22 @@ class Heartbeats(NodeState):
             gs = self._gs(msg.group)
             if gs is None:
                 return
-        if msg.term < gs.term:
-            # a leader of an older term that never heard of ours: tell it (it steps down and
-            # the group elects in a term everyone accepts)
-            out.append(Send(src, self._ping(gs)))
-            return
-        if gs.role == LEADER:
-            if msg.term == gs.term:
-                return  # cannot happen with one vote per term; ignore rather than trust it
-            self._step_down(now, gs, out)
-        if msg.term > gs.term:
-            self._adopt_term(now, gs, msg.term, out)
-            self._persist(gs, out)
+        term = msg.term
+        if term != gs.term or gs.role == LEADER:  # (else, the hot path: none of this applies)
+            if term < gs.term:
+                # a leader of an older term that never heard of ours: tell it (it steps down and
+                # the group elects in a term everyone accepts)
+                out.append(Send(src, self._ping(gs)))
+                return
+            if gs.role == LEADER:
+                if term == gs.term:
+                    return  # cannot happen with one vote per term; ignore rather than trust it
+                self._step_down(now, gs, out)
+            if term > gs.term:
+                self._adopt_term(now, gs, term, out)
+                self._persist(gs, out)
         if gs.vote_floor == UNHEARD:
-            gs.vote_floor = msg.term
+            gs.vote_floor = term
         gs.role = FOLLOWER
         gs.hint = -1
         if gs.leader != src:
@@ -326,10 +331,12 @@ class Heartbeats(NodeState):
             gs.mismatch = 1  # a new leader: repair on the first digest mismatch
             out.append(Emit(LeaderChanged(gs.gi, src, gs.term)))
             self._flush_backlog(now, gs, out)
+        tm = gs.tm
+        stamp = msg.stamp
         gs.heard_ns = now
-        gs.block_until = now + gs.tm.election
+        gs.block_until = now + tm.election
         gs.heard_from = src
-        gs.stamp = msg.stamp
+        gs.stamp = stamp
         gs.view_id = msg.view_id
         gs.up = msg.up
         gs.up_term = msg.up_term
@@ -345,20 +352,19 @@ class Heartbeats(NodeState):
             gs.quorate_until = NEVER
             if gs.quorate:
                 self._set_quorate(gs, False, out)
-        if flags & FLAG_REFUTE and now - self.refuted_at >= gs.tm.heartbeat:
+        if flags & FLAG_REFUTE and now - self.refuted_at >= tm.heartbeat:
             # an ack refutes the incarnation of the ping it answers, which may be an older one
             # (a duplicate, or pings queued while we were paused): one new incarnation per
             # heartbeat, or every stale ping in flight would make another, without end
             self.refuted_at = now
             self._refute(out)
         dcount = self.dcount
+        dhash = self.dhash
         # the echo that renews the leader's lease
         out.append(
-            new_send(
-                src, new_ping(gs.gi, gs.term, gs.myslot, self.inc, msg.stamp, dcount, self.dhash)
-            )
+            new_send(src, new_ping(gs.gi, gs.term, gs.myslot, self.inc, stamp, dcount, dhash))
         )
-        if msg.digest_count != dcount or msg.digest_hash != self.dhash:
+        if msg.digest_count != dcount or msg.digest_hash != dhash:
             if msg.digest_count >= dcount:
                 gs.mismatch += 1
                 if gs.mismatch >= 2:

@@ -58,6 +58,7 @@ from typing import Any
 
 from hierclust.core.detection import Detection
 from hierclust.core.elections import Elections
+from hierclust.core.fast import new_set_timer
 from hierclust.core.flood import Flood
 from hierclust.core.heartbeats import Heartbeats
 from hierclust.core.messages import (
@@ -179,7 +180,7 @@ class Node(Heartbeats, Detection, Elections, Slots, Reach, Flood, Modes):
                 return
         if tag == "t":
             if gs.role == LEADER:
-                out.append(SetTimer(gs.key_tick, now + gs.tm.heartbeat))
+                out.append(new_set_timer(gs.key_tick, now + gs.tm.heartbeat))
                 self._leader_tick(now, gs, out)
             else:
                 self._member_tick(now, gs, out)

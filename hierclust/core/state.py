@@ -16,9 +16,10 @@ This module handles no message and no timer: the concerns (``heartbeats``, ``det
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from hierclust.core.fast import new_ack, new_emit
 from hierclust.core.layout import Layout, layout_of
 from hierclust.core.messages import FLAG_LEASE, FLAG_PRIMARY, Ack, Ping
 from hierclust.core.types import (
@@ -31,7 +32,6 @@ from hierclust.core.types import (
     Notice,
     Persist,
     QuorumChanged,
-    Send,
     Subtree,
     ViewChanged,
 )
@@ -58,50 +58,6 @@ ABSTAIN: Final = -2
 NO_INTS: list[int] = []
 """The shared empty table of a group this node does not lead (never written to)."""
 NO_BYTES = bytearray()
-
-
-def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Any, ...]:
-    """The slot setters of a frozen, slotted dataclass whose fields are exactly ``names`` and
-    that has no ``__post_init__`` (checked at import: a changed class fails loudly here rather
-    than leave a field unset in the fast constructors below)."""
-    found = tuple(f.name for f in fields(cls))
-    if found != names or hasattr(cls, "__post_init__"):
-        raise RuntimeError(f"{cls.__name__} changed ({found}): update its fast constructor")
-    return tuple(cls.__dict__[name].__set__ for name in names)
-
-
-# Fast constructors for the objects built per heartbeat: the very objects ``Send(...)`` and
-# ``Ping(...)`` return (same class, same field values), but built by setting the slots directly;
-# a frozen dataclass's ``__init__`` goes through ``object.__setattr__`` per field and takes
-# about twice as long. Every datagram is a Send, and every heartbeat Ack is answered by a Ping.
-_new = object.__new__
-_SEND_DST, _SEND_MSG = _slot_setters(Send, ("dst", "msg"))
-_PING_GROUP, _PING_TERM, _PING_SLOT, _PING_INC, _PING_ECHO, _PING_DCOUNT, _PING_DHASH = (
-    _slot_setters(Ping, ("group", "term", "slot", "inc", "echo", "digest_count", "digest_hash"))
-)
-
-
-def new_send(dst: int, msg: Any) -> Send:
-    """``Send(dst, msg)``, fast (see above)."""
-    effect: Send = _new(Send)
-    _SEND_DST(effect, dst)
-    _SEND_MSG(effect, msg)
-    return effect
-
-
-def new_ping(
-    group: int, term: int, slot: int, inc: int, echo: int, dcount: int, dhash: int
-) -> Ping:
-    """``Ping(group, term, slot, inc, echo, dcount, dhash)``, fast (see above)."""
-    msg: Ping = _new(Ping)
-    _PING_GROUP(msg, group)
-    _PING_TERM(msg, term)
-    _PING_SLOT(msg, slot)
-    _PING_INC(msg, inc)
-    _PING_ECHO(msg, echo)
-    _PING_DCOUNT(msg, dcount)
-    _PING_DHASH(msg, dhash)
-    return msg
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,18 +477,11 @@ class NodeState:
             left = gs.lease_until - now
             if self._primary(now):
                 flags |= FLAG_PRIMARY
-        return Ack(
-            gs.gi,
-            gs.term,
-            self.inc,
-            now,
-            gs.view_id,
-            flags,
-            left,
-            *self._up_of(gs),
-            self.dcount,
+        up, up_term = self._up_of(gs)
+        return new_ack(
+            gs.gi, gs.term, self.inc, now, gs.view_id, flags, left, up, up_term, self.dcount,
             self.dhash,
-        )
+        )  # fmt: skip
 
     def _ping(self, gs: GroupState) -> Ping:
         return Ping(gs.gi, gs.term, gs.myslot, self.inc, gs.stamp, self.dcount, self.dhash)
@@ -540,7 +489,7 @@ class NodeState:
     def _set_quorate(self, gs: GroupState, value: bool, out: list[Effect]) -> None:
         if gs.quorate != value:
             gs.quorate = value
-            out.append(Emit(QuorumChanged(gs.gi, value)))
+            out.append(new_emit(QuorumChanged(gs.gi, value)))
 
     def _bump_view(self, gs: GroupState, out: list[Effect]) -> None:
         gs.view_id += 1

@@ -29,6 +29,7 @@ import gc
 import heapq
 import itertools
 import random
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,7 +154,9 @@ class Simulator:
         self.slots = [NodeSlot() for _ in range(topology.num_nodes)]
         # each node's monotonic clock origin (local = true + shift, until it is skewed) and its
         # wall clock, from their own random stream (the other streams draw as without clocks)
-        self.shifts = [0] * topology.num_nodes
+        # (a flat array: the run loop reads one per event, and neighbouring ranks, which a
+        # leader's heartbeat reaches together, share a cache line, not one int object each)
+        self.shifts = array("q", bytes(8 * topology.num_nodes))
         clock_rng = random.Random(seed * 6151 + 29)
         for rank, slot in enumerate(self.slots):
             slot.wall = WALL_EPOCH_NS
@@ -347,7 +350,10 @@ class Simulator:
     def _run(self, end_ns: int) -> None:
         # The hot loop: one event at a time, and the effects of a node's step carried out right
         # here (the same work as ``_apply``, in the same order, without a call and a set-up per
-        # event). Queue pushes are inlined too: exactly ``EventQueue.push``.
+        # event). Queue pushes are inlined too: exactly ``EventQueue.push``. Whatever the loop
+        # keeps in locals (the clock, the send counters, the network's parameters) is written
+        # back before, and read again after, every call that may read or change it: actions,
+        # tie-breakers, events.
         queue = self.queue
         pop = queue.pop_until
         heappush = heapq.heappush
@@ -371,6 +377,8 @@ class Simulator:
         clean = not net.loss and not net.duplicate and net.partition is None
         latency, jitter, random = net.latency_ns, net.jitter_ns, net.rng.random
         sizer = self.sizer
+        sent_total = records.sent
+        sent_mark = records.sent_since_mark
         run = 0
         # ``self.now`` is brought up to date before every call that reads it (actions, witnesses,
         # events) and at the end, not per event
@@ -394,6 +402,8 @@ class Simulator:
             run += 1
             if kind > TIMER:  # not addressed to a node: an action or a tie-breaker's input
                 self.now = now
+                records.sent = sent_total
+                records.sent_since_mark = sent_mark
                 if kind == ACTION:
                     self._action(target, a)
                     # an action may change anything: the network, the sizer, which nodes exist
@@ -404,6 +414,8 @@ class Simulator:
                     sizer = self.sizer
                 else:
                     self._witness(target, a)
+                sent_total = records.sent
+                sent_mark = records.sent_since_mark
                 continue
             node = nodes[target]
             if node is None:
@@ -412,14 +424,14 @@ class Simulator:
             # exactly for the ranks ever paused or skewed
             slot: NodeSlot | None = None
             shift = shifts[target]
-            local = now + shift
-            if target in irregular:
+            if irregular and target in irregular:
                 slot = slots[target]
                 if slot.paused_until > now:
                     queue.push(slot.paused_until, kind, target, a, b)
                     continue
-                if slot.skewed:
-                    local = self._local(target, now)
+                local = self._local(target, now) if slot.skewed else now + shift
+            else:
+                local = now + shift
             if kind == DELIVER:
                 effects = node.deliver(local, a, b) if direct else node.step(local, Received(a, b))
             else:
@@ -442,18 +454,21 @@ class Simulator:
                         self._to_witness(target, effect)
                         continue
                     if clean:
-                        at = now + (latency + int(random() * jitter) if jitter else latency)
+                        if jitter:
+                            at = now + latency + int(random() * jitter)
+                        else:
+                            at = now + latency
                         item = (at, next(count), DELIVER, dst, target, effect.msg)
                         key = at // BUCKET_NS
-                        if key <= current_key:
-                            heappush(late, item)
-                        else:
+                        if key > current_key:
                             bucket = buckets.get(key)
-                            if bucket is None:
+                            if bucket is not None:
+                                bucket.append(item)
+                            else:
                                 buckets[key] = [item]
                                 heappush(bucket_keys, key)
-                            else:
-                                bucket.append(item)
+                        else:
+                            heappush(late, item)
                     else:
                         msg = effect.msg
                         for delay in net.deliveries(target, dst):
@@ -471,32 +486,34 @@ class Simulator:
                         at = now
                     item = (at, next(count), TIMER, target, key, gen)
                     bkey = at // BUCKET_NS
-                    if bkey <= current_key:
-                        heappush(late, item)
-                    else:
+                    if bkey > current_key:
                         bucket = buckets.get(bkey)
-                        if bucket is None:
+                        if bucket is not None:
+                            bucket.append(item)
+                        else:
                             buckets[bkey] = [item]
                             heappush(bucket_keys, bkey)
-                        else:
-                            bucket.append(item)
-                elif ekind is CancelTimer:
-                    timers_of[target].pop(effect.key, None)
+                    else:
+                        heappush(late, item)
                 elif ekind is Emit:
                     self.now = now
                     event(target, effect.event)
                 elif ekind is Persist:
                     slots[target].disk = effect.state
+                elif ekind is CancelTimer:
+                    timers_of[target].pop(effect.key, None)
                 else:  # pragma: no cover - a new effect type must be handled here
                     raise TypeError(f"unknown effect {effect!r}")
             if sent:
-                before = records.sent
-                records.sent = before + sent
-                records.sent_since_mark += sent
-                if sizer is not None and before // 64 != records.sent // 64:
+                before = sent_total
+                sent_total += sent
+                sent_mark += sent
+                if sizer is not None and before // 64 != sent_total // 64:
                     first = next(e for e in effects if type(e) is Send)
                     records.bytes_sampled += sizer(first.msg)
                     records.samples += 1
+        records.sent = sent_total
+        records.sent_since_mark = sent_mark
         self.events_run += run
         self.now = max(now, end_ns)
 
@@ -610,7 +627,7 @@ class Simulator:
                 self.checker.accusation(now, accused, alive, excused)
         elif kind is LeaseChanged:
             if event.held:
-                self._refresh_leases(event.group)
+                self._refresh_leases(event.group, rank)
             end = self._lease_end(rank, event.group, event.until_ns)
             self.checker.lease(now, rank, event.group, event.term, event.held, end)
         elif kind is LeaderChanged:
@@ -643,13 +660,16 @@ class Simulator:
         exact = self._exact_lease_end(rank, group)
         return reported if exact is None else max(exact, reported)
 
-    def _refresh_leases(self, group: int) -> None:
-        """Before a new holder is checked, bring the others' lease ends up to date: renewals extend
-        leases silently, and a crashed holder acts no more."""
+    def _refresh_leases(self, group: int, rank: int) -> None:
+        """Before ``rank`` is checked as a new holder, bring the others' lease ends up to date:
+        renewals extend leases silently, and a crashed holder acts no more. (``rank``'s own entry
+        is left alone: the check that follows replaces it.)"""
         holders = self.checker.leases.get(group)
         if not holders:
             return
         for other in list(holders):
+            if other == rank:
+                continue
             if self.nodes[other] is None:
                 del holders[other]
                 continue
