@@ -20,8 +20,9 @@ Why each piece looks the way it does:
   stays DOWN until resumed. That is what lets the adapter's RESUME be observed at all.
 * **select/linear**: one job fills one node, so "where a job runs" is one node name.
 
-Every batch job the lab submits writes its PID to ``jobs/`` before it ``exec``\\ s its command,
-so :meth:`SlurmLab.stop` can end the job processes a killed ``slurmd`` leaves behind, by PID.
+Every batch job the lab submits writes its PID and its ``slurmstepd``'s to ``jobs/`` before it
+``exec``\\ s its command, so :meth:`SlurmLab.stop` can end, by PID, the job processes and step
+daemons a killed ``slurmd`` leaves behind (a step daemon outlives its job, retrying to report it).
 """
 
 from __future__ import annotations
@@ -266,7 +267,9 @@ class SlurmLab:
         """Stop everything this lab started, by PID: job processes, slurmds, slurmctld, munged."""
         for pid_file in self.dir.glob("jobs/*.pid") if self.dir != Path() else ():
             with contextlib.suppress(ValueError, OSError):
-                os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+                for pid in map(int, pid_file.read_text().split()):
+                    if self._ours(pid):
+                        os.kill(pid, signal.SIGKILL)
         procs = [*self.slurmd.values(), self.slurmctld, self.munged]
         for proc in procs:
             if proc is not None and proc.poll() is None:
@@ -285,6 +288,15 @@ class SlurmLab:
         if self._made_dir and self.dir != Path():
             shutil.rmtree(self.dir, ignore_errors=True)
             self._made_dir = False
+
+    def _ours(self, pid: int) -> bool:
+        """Whether ``pid`` still is a process of this lab (a job or its slurmstepd): its
+        environment names this lab's configuration. Guards against a reused PID."""
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            return False
+        return f"SLURM_CONF={self.conf}".encode() in environ.split(b"\0")
 
     # -- clients -----------------------------------------------------------------------------
     def run(self, *argv: str, timeout_s: float = 15.0) -> subprocess.CompletedProcess[str]:
@@ -347,7 +359,7 @@ class SlurmLab:
         PID under ``jobs/`` first, so :meth:`stop` can end it."""
         script = (
             "#!/bin/sh\n"
-            f'echo $$ > {self.dir}/jobs/"$SLURM_JOB_ID.$SLURM_RESTART_COUNT".pid\n'
+            f'echo $$ $PPID > {self.dir}/jobs/"$SLURM_JOB_ID.$SLURM_RESTART_COUNT".pid\n'
             f"exec {command}\n"
         )
         argv = ["sbatch", "--parsable", "-N1", f"--chdir={self.dir}/jobs", "-o", "/dev/null"]
