@@ -35,7 +35,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,12 @@ class SlurmLab:
     """A Slurm cluster of ``nodes`` (Slurm NodeName -> NodeAddr) under a temporary directory.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. ``slurmd_timeout``: Slurm's
-    ``SlurmdTimeout`` in seconds (0: Slurm never marks a node DOWN by itself).
+    ``SlurmdTimeout`` in seconds (0: Slurm never marks a node DOWN by itself). ``cred_expire``
+    and ``sched_interval``: how long a requeued job waits before it may start again (its old
+    credential's lifetime; Slurm's default is 120 s) and the scheduler's period. ``wrap(node)``:
+    the command prefix that runs a program on ``node``'s host (``None``: the controller's, where
+    slurmctld and every client command run), e.g. a lab host's ``ip netns exec`` (see
+    :class:`hierclust.runtime.netns.NetnsLab`); ``ctld_addr``: the controller's address there.
     """
 
     def __init__(
@@ -98,6 +103,8 @@ class SlurmLab:
         cred_expire: int = 10,
         sched_interval: int = 2,
         extra_conf: Sequence[str] = (),
+        ctld_addr: str = "127.0.0.1",
+        wrap: Callable[[str | None], list[str]] | None = None,
     ) -> None:
         if not nodes:
             raise ValueError("nodes: at least one node")
@@ -108,6 +115,8 @@ class SlurmLab:
         self.cred_expire = cred_expire
         self.sched_interval = sched_interval
         self.extra_conf = tuple(extra_conf)
+        self.ctld_addr = ctld_addr
+        self.wrap = wrap or (lambda _node: [])
         self.root = root
         self.dir = Path()
         self.conf = Path()
@@ -130,7 +139,7 @@ class SlurmLab:
         d = self.dir
         lines = [
             "ClusterName=hclab",
-            f"SlurmctldHost={host}(127.0.0.1)",
+            f"SlurmctldHost={host}({self.ctld_addr})",
             f"SlurmctldPort={self.ctld_port}",
             "SlurmUser=root",
             "SlurmdUser=root",
@@ -227,7 +236,7 @@ class SlurmLab:
             ],
         )
         self._wait(lambda: self.munge_socket.exists(), deadline, "munged to open its socket")
-        self.slurmctld = self._spawn("slurmctld", ["slurmctld", "-D", "-c", "-i"])
+        self.slurmctld = self._spawn("slurmctld", [*self.wrap(None), "slurmctld", "-D", "-c", "-i"])
         self._wait(self._ctld_answers, deadline, "slurmctld to answer `scontrol ping`")
         for name in self.addrs:
             self.start_slurmd(name)
@@ -252,7 +261,8 @@ class SlurmLab:
         old = self.slurmd.get(name)
         if old is not None and old.poll() is None:
             raise SlurmLabError(f"{name}: slurmd already runs (pid {old.pid})")
-        self.slurmd[name] = self._spawn(f"slurmd-{name}", ["slurmd", "-D", "-N", name])
+        argv = [*self.wrap(name), "slurmd", "-D", "-N", name]
+        self.slurmd[name] = self._spawn(f"slurmd-{name}", argv)
 
     def kill_slurmd(self, name: str) -> None:
         """SIGKILL ``name``'s slurmd, as a power loss would stop it (its jobs keep running
@@ -265,11 +275,14 @@ class SlurmLab:
 
     def stop(self) -> None:
         """Stop everything this lab started, by PID: job processes, slurmds, slurmctld, munged."""
+        recorded: set[int] = set()
         for pid_file in self.dir.glob("jobs/*.pid") if self.dir != Path() else ():
             with contextlib.suppress(ValueError, OSError):
-                for pid in map(int, pid_file.read_text().split()):
-                    if self._ours(pid):
-                        os.kill(pid, signal.SIGKILL)
+                recorded.update(map(int, pid_file.read_text().split()))
+        for pid in recorded | set(self.leftovers()):
+            if self._ours(pid):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
         procs = [*self.slurmd.values(), self.slurmctld, self.munged]
         for proc in procs:
             if proc is not None and proc.poll() is None:
@@ -298,11 +311,27 @@ class SlurmLab:
             return False
         return f"SLURM_CONF={self.conf}".encode() in environ.split(b"\0")
 
+    def leftovers(self) -> list[int]:
+        """Processes of this lab still running other than the daemons it holds: job processes
+        and step daemons (their environment names this lab's ``slurm.conf``)."""
+        if self.conf == Path():
+            return []
+        held = {p.pid for p in (*self.slurmd.values(), self.slurmctld, self.munged) if p}
+        found: list[int] = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) not in held and self._ours(int(entry.name)):
+                found.append(int(entry.name))
+        return found
+
     # -- clients -----------------------------------------------------------------------------
     def run(self, *argv: str, timeout_s: float = 15.0) -> subprocess.CompletedProcess[str]:
         """A Slurm client command with the lab's ``SLURM_CONF``; output as text."""
         return subprocess.run(
-            list(argv), env=self.env, capture_output=True, text=True, timeout=timeout_s
+            [*self.wrap(None), *argv],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
         )
 
     def scontrol(self, *args: str) -> str:
@@ -367,7 +396,12 @@ class SlurmLab:
         if nodelist:
             argv.append(f"--nodelist={nodelist}")
         done = subprocess.run(
-            argv, input=script, env=self.env, capture_output=True, text=True, timeout=15
+            [*self.wrap(None), *argv],
+            input=script,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=15,
         )
         if done.returncode != 0:
             raise SlurmLabError(f"sbatch: {done.stderr.strip()}")
