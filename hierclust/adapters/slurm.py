@@ -46,7 +46,7 @@ from hierclust.adapters.slurm_plan import (
     plan,
     wants_of_members,
 )
-from hierclust.api.errors import NotPrimary, QuorumLost
+from hierclust.api.errors import NodeDown, NotPrimary, QuorumLost
 from hierclust.api.types import ClusterEvent, LeaderChanged, Member
 from hierclust.topology import Topology
 
@@ -203,8 +203,8 @@ class SlurmAdapter:
 
     async def run(self, once: bool = False) -> None:
         """Act whenever elected, forever (``once``: one reconcile if elected now, then return).
-        Errors from the session other than losing the primary component propagate
-        (``ConnectionLost`` when the node's worker goes away)."""
+        Losing the primary component or the root's leadership, or the watched node stopping,
+        only pauses it; ``ConnectionLost`` (the node's worker went away) propagates."""
         waiting_said = False
         while True:
             if not await self.is_elected():
@@ -227,7 +227,7 @@ class SlurmAdapter:
                         await self.reconcile("start")
                         return
                     await self._serve()
-            except (NotPrimary, QuorumLost, NotElected) as exc:
+            except (NotPrimary, QuorumLost, NotElected, NodeDown) as exc:
                 self._say(f"{self.session.node}: stopped acting ({exc or type(exc).__name__})")
                 if once:
                     return
@@ -238,7 +238,7 @@ class SlurmAdapter:
     async def is_elected(self) -> bool:
         try:
             return self.root in await self.session.leads()
-        except NotPrimary:
+        except (NotPrimary, NodeDown):  # NodeDown: the watched node is stopped; it may return
             return False
 
     async def reconcile(self, why: str) -> list[Record]:

@@ -109,13 +109,15 @@ class Site:
     def start_hierclust(self) -> None:
         nodes = len(self.names)
         if self.netns is None:
-            document = generate_document(nodes, FANOUT, base_port=_free_udp_base(nodes))
-            document["cluster"]["name"] = "sched"
+            document = generate_document(
+                nodes, FANOUT, base_port=_free_udp_base(nodes), name="sched"
+            )
         else:
             lab = self.netns
             hosts = f"{SUBNET}.[2-{nodes + 1}]"
-            document = generate_document(nodes, FANOUT, base_port=BASE_PORT, hosts=hosts)
-            document["cluster"]["name"] = "sched"
+            document = generate_document(
+                nodes, FANOUT, base_port=BASE_PORT, hosts=hosts, name="sched"
+            )
             generate_keyring_file(self.directory / "lab.keyring")
             document["cluster"]["secret_file"] = "lab.keyring"
             for group in document["group"].values():  # the witness on the controller's host
@@ -171,26 +173,36 @@ class Site:
         return proc
 
     def _root_leader(self, timeout_s: float = 60.0) -> str:
+        """The node that leads the root group (asked of each node: only the root's members see
+        its leader), once it sees every node alive and itself in the primary component."""
         from hierclust.api import Client, HierclustError
 
-        async def ask() -> str | None:
-            async with Client(self.state) as c:
-                root = c.topology.root.name
-                members = await c.members()
-                if not await c.in_primary() or any(m.state != "alive" for m in members):
-                    return None
-                return next((m.name for m in members if root in m.leads), None)
+        async def ask(node: str) -> bool:
+            async with Client(self.state_dir(node), node=node) as c:
+                if c.topology.root.name not in await c.leads() or not await c.in_primary():
+                    return False
+                return all(m.state == "alive" for m in await c.members())
 
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            try:
-                leader = asyncio.run(ask())
-            except HierclustError:
-                leader = None
-            if leader is not None:
-                return leader
+            for node in self.names:
+                try:
+                    if asyncio.run(ask(node)):
+                        return node
+                except HierclustError:
+                    continue
             time.sleep(0.3)
         raise SlurmLabError(f"no node leads the root group after {timeout_s:.0f} s")
+
+    def leads(self, node: str) -> list[str]:
+        """The groups ``node`` leads, as the root leader sees it."""
+        from hierclust.api import Client
+
+        async def ask() -> list[str]:
+            async with Client(self.state_dir(self.leader), node=self.leader) as c:
+                return next(list(m.leads) for m in await c.members() if m.name == node)
+
+        return asyncio.run(ask())
 
     def start_adapter(self) -> subprocess.Popen[str]:
         argv = ["adapter", "slurm", "--node", self.leader, "--json"]
@@ -286,6 +298,7 @@ def one_run(
             adapter = site.start_adapter()
         placed = _fill(site.slurm, max(1, nodes // 2))
         job, victim = next((j, n) for j, n in placed.items() if n != site.leader)
+        victim_leads = site.leads(victim) if with_hierclust else []
         _say(progress, f"{label}: {victim} loses its power")
         limit_s = slurmd_timeout * 4 / 3 + site.slurm.cred_expire + 60.0
         t0 = time.monotonic()
@@ -317,6 +330,7 @@ def one_run(
             adapter.terminate()
             out, _ = adapter.communicate(timeout=10)
             result["adapter_on"] = site.leader
+            result["victim_leads"] = victim_leads
             result["adapter_commands"] = [json.loads(line)["argv"] for line in out.splitlines()]
         return result
     finally:

@@ -37,7 +37,10 @@ app = command_group(help="Adapters that feed hierclust's failures into job sched
 NodeOpt = Annotated[
     str | None,
     typer.Option(
-        "--node", help="The local node to watch (default: one running here).", show_default=False
+        "--node",
+        help="The local node to watch (default: the one leading the root group if it runs here, "
+        "else one running here).",
+        show_default=False,
     ),
 ]
 DryRunOpt = Annotated[
@@ -112,6 +115,8 @@ def slurm(
         client = Client(state_dir=Path(directory), node=node)
         try:
             await client.connect()
+            if node is None:
+                client = await root_leader_here(client)
         except (NoDeployment, UnknownNode) as exc:
             fail(str(exc), as_json)
         for rule_node in names.mapping:
@@ -121,6 +126,20 @@ def slurm(
             client, Scontrol(dry_run=dry_run), names, resync_s=resync_s, report=report, note=note
         )
         await adapter.run(once=once)
+
+    async def root_leader_here(client: Client) -> Client:
+        """Where one host runs several nodes (a local deploy): the one leading the root group,
+        if it runs here, else ``client`` as it is."""
+        root = client.topology.root.name
+        for member in await client.members():
+            if root in member.leads and member.name != client.node:
+                other = Client(state_dir=Path(directory), node=member.name)
+                try:
+                    await other.connect()
+                except UnknownNode:
+                    return client
+                return other
+        return client
 
     with terminate_as_interrupt():
         try:

@@ -637,7 +637,7 @@ def scheduler(
         try:
             if slurm:
                 from hierclust.bench.sched_slurm import run as run_slurm
-                from hierclust.bench.slurmlab import install_hint, missing_programs
+                from hierclust.bench.slurmlab import SlurmLabError, install_hint, missing_programs
 
                 if missing_programs():
                     fail(f"missing {', '.join(missing_programs())}: {install_hint()}", as_json)
@@ -648,6 +648,8 @@ def scheduler(
                     )  # fmt: skip
                 except ValueError as exc:
                     fail(str(exc), as_json)
+                except SlurmLabError as exc:
+                    refuse(f"the run failed: {exc}", as_json)
             else:
                 from hierclust.bench.sched_dask import run as run_dask
 

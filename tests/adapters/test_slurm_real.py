@@ -124,6 +124,7 @@ def story(tmp_path: Path, slurm_installed: None) -> Iterator[Story]:
         yield s
     finally:
         s.stop()
+    assert not s.lab.leftovers(), "the lab left processes running"
 
 
 @pytest.mark.timeout(120)
