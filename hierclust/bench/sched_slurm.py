@@ -194,22 +194,22 @@ class Site:
             time.sleep(0.3)
         raise SlurmLabError(f"no node leads the root group after {timeout_s:.0f} s")
 
-    def leads(self, node: str) -> list[str]:
-        """The groups ``node`` leads, as the root leader sees it."""
+    def leads(self) -> dict[str, list[str]]:
+        """The groups each node leads, as the root leader sees it."""
         from hierclust.api import Client
 
-        async def ask() -> list[str]:
+        async def ask() -> dict[str, list[str]]:
             async with Client(self.state_dir(self.leader), node=self.leader) as c:
-                return next(list(m.leads) for m in await c.members() if m.name == node)
+                return {m.name: list(m.leads) for m in await c.members()}
 
         return asyncio.run(ask())
 
-    def start_adapter(self) -> subprocess.Popen[str]:
-        argv = ["adapter", "slurm", "--node", self.leader, "--json"]
+    def start_adapter(self, node: str) -> subprocess.Popen[str]:
+        argv = ["adapter", "slurm", "--node", node, "--json"]
         adapter: subprocess.Popen[str] = self._popen(
-            self.leader,
-            self._hierclust(self.leader, *argv),
-            "adapter",
+            node,
+            self._hierclust(node, *argv),
+            f"adapter-{node}",
             stdout=subprocess.PIPE,
             env=self.slurm.env,
             text=True,
@@ -282,23 +282,42 @@ def _fill(lab: SlurmLab, jobs: int, timeout_s: float = 60.0) -> dict[int, str]:
 
 
 def one_run(
-    nodes: int, slurmd_timeout: int, with_hierclust: bool, cut: bool, progress: Progress | None
+    nodes: int,
+    slurmd_timeout: int,
+    with_hierclust: bool,
+    cut: bool,
+    progress: Progress | None,
+    victim_kind: str = "member",
 ) -> dict[str, Any]:
-    """One crash; its figures."""
+    """One crash; its figures. ``victim_kind``: ``member`` (a node that does not lead the root:
+    one adapter, on the root leader) or ``root-leader`` (the root leader itself, adapter
+    included: an adapter runs on every member of the root group, and the one on the new root
+    leader takes over)."""
     label = "with hierclust" if with_hierclust else "alone"
     directory = Path(tempfile.mkdtemp(prefix="hierclust-sched-slurm-"))
     site = Site(nodes, slurmd_timeout, cut, directory)
-    adapter = None
+    adapters: dict[str, subprocess.Popen[str]] = {}
+    leads: dict[str, list[str]] = {}
     try:
         if with_hierclust:
             _say(progress, f"{label}: starting {nodes} hierclust nodes")
             site.start_hierclust()
+            leads = site.leads()
+        if with_hierclust and victim_kind == "root-leader":
+            # its first job on the root leader: every other node weighs more. (Not --nodelist,
+            # which the job would keep when requeued, and could then run nowhere else.)
+            site.slurm.weights = {n: 2 for n in site.names if n != site.leader}
         site.slurm.start(timeout_s=60)
-        if with_hierclust:
-            adapter = site.start_adapter()
+        on = [site.leader]
+        if with_hierclust and victim_kind == "root-leader":
+            on = [n for n, groups in leads.items() if groups]  # the root group's members
+        for node in on if with_hierclust else []:
+            adapters[node] = site.start_adapter(node)
         placed = _fill(site.slurm, max(1, nodes // 2))
-        job, victim = next((j, n) for j, n in placed.items() if n != site.leader)
-        victim_leads = site.leads(victim) if with_hierclust else []
+        if with_hierclust and victim_kind == "root-leader":
+            job, victim = next((j, n) for j, n in placed.items() if n == site.leader)
+        else:
+            job, victim = next((j, n) for j, n in placed.items() if n != site.leader)
         _say(progress, f"{label}: {victim} loses its power")
         limit_s = slurmd_timeout * 4 / 3 + site.slurm.cred_expire + 60.0
         t0 = time.monotonic()
@@ -326,12 +345,17 @@ def one_run(
             "ran_again_on": ran_again_on,
             "slurm_reason": site.slurm.nodes()[victim].reason,
         }
-        if adapter is not None:
-            adapter.terminate()
-            out, _ = adapter.communicate(timeout=10)
-            result["adapter_on"] = site.leader
-            result["victim_leads"] = victim_leads
-            result["adapter_commands"] = [json.loads(line)["argv"] for line in out.splitlines()]
+        if with_hierclust:
+            result["victim_leads"] = leads.get(victim, [])
+            result["root_leader"] = site.leader
+            result["adapters_on"] = sorted(adapters)
+            result["adapter_commands"] = {}
+            for node, adapter in adapters.items():
+                adapter.terminate()
+                out, _ = adapter.communicate(timeout=10)
+                ran = [json.loads(line)["argv"] for line in out.splitlines()]
+                if ran:
+                    result["adapter_commands"][node] = ran
         return result
     finally:
         site.stop()
@@ -361,10 +385,11 @@ def run(
     repeats: int = 1,
     progress: Progress | None = None,
     crash: str | None = None,
+    victim: str = "member",
 ) -> dict[str, Any]:
     """Both cases ``repeats`` times each: medians and maxima of ``down_ms`` and ``requeued_ms``,
     with every run's figures. ``crash``: ``cut`` or ``kill`` (default: ``cut`` where network
-    namespaces are available)."""
+    namespaces are available). ``victim``: ``member`` or ``root-leader`` (see :func:`one_run`)."""
     if nodes < 3:
         raise ValueError("nodes: at least 3 (a leader, a victim and a node to requeue on)")
     if slurmd_timeout < 1:
@@ -374,9 +399,11 @@ def run(
         crash = "cut" if why_not is None else "kill"
     if crash == "cut" and why_not is not None:
         raise ValueError(f"crash=cut needs network namespaces: {why_not}")
+    if victim not in ("member", "root-leader"):
+        raise ValueError(f"victim {victim!r}: expected member or root-leader")
     cut = crash == "cut"
     alone = [one_run(nodes, slurmd_timeout, False, cut, progress) for _ in range(repeats)]
-    with_hc = [one_run(nodes, slurmd_timeout, True, cut, progress) for _ in range(repeats)]
+    with_hc = [one_run(nodes, slurmd_timeout, True, cut, progress, victim) for _ in range(repeats)]
     probe = SlurmLab(["x"])
     return {
         "scheduler": "slurm",
@@ -392,6 +419,7 @@ def run(
                 if cut
                 else "the node's slurmd SIGKILLed and its hierclust node killed, on 127.0.0.1"
             ),
+            "victim": victim,
             "jobs": f"{max(1, nodes // 2)} one-node requeueable batch jobs (select/linear)",
             "cred_expire_s": probe.cred_expire,
             "sched_interval_s": probe.sched_interval,

@@ -116,6 +116,8 @@ class SlurmLab:
         self.sched_interval = sched_interval
         self.extra_conf = tuple(extra_conf)
         self.ctld_addr = ctld_addr
+        self.weights: dict[str, int] = {}
+        """Slurm's ``Weight=`` of some nodes (default 1): the lowest weights get jobs first."""
         self.wrap = wrap or (lambda _node: [])
         self.root = root
         self.dir = Path()
@@ -175,7 +177,7 @@ class SlurmLab:
         for name, addr in self.addrs.items():
             lines.append(
                 f"NodeName={name} NodeHostname={name} NodeAddr={addr} Port={self.ports[name]} "
-                "CPUs=1 RealMemory=100 State=UNKNOWN"
+                f"CPUs=1 RealMemory=100 Weight={self.weights.get(name, 1)} State=UNKNOWN"
             )
         lines.append("PartitionName=lab Nodes=ALL Default=YES MaxTime=INFINITE State=UP")
         return "\n".join(lines) + "\n"

@@ -609,6 +609,15 @@ def scheduler(
             show_default=False,
         ),
     ] = None,
+    victim: Annotated[
+        str,
+        typer.Option(
+            "--victim",
+            help="slurm, with hierclust: member (a node not leading the root; the adapter on the "
+            "root leader) or root-leader (it, and its adapter: adapters on the root group's "
+            "members take over).",
+        ),
+    ] = "member",
     out_path: OutOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -623,6 +632,8 @@ def scheduler(
         fail("give exactly one of --slurm or --dask", as_json)
     if crash is not None and (dask or crash not in ("cut", "kill")):
         fail(f"--crash {crash}: expected cut or kill, and only with --slurm", as_json)
+    if victim not in ("member", "root-leader"):
+        fail(f"--victim {victim}: expected member or root-leader", as_json)
     if out_path is not None:
         output_file(out_path, "a file for the JSON document", as_json)
     console = console_for(as_json)
@@ -644,7 +655,7 @@ def scheduler(
                 try:
                     result = run_slurm(
                         nodes, slurmd_timeout=slurmd_timeout, repeats=repeats,
-                        progress=progress, crash=crash,
+                        progress=progress, crash=crash, victim=victim,
                     )  # fmt: skip
                 except ValueError as exc:
                     fail(str(exc), as_json)
