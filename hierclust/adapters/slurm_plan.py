@@ -48,6 +48,10 @@ REASON_FAILED = "hierclust: node failed"
 REASON_LEFT = "hierclust: node left (planned)"
 
 
+REASON_CUT_OFF = "hierclust: unreachable (in a subtree cut off)"
+"""For a node the members list unreachable: they do not say which subtree is cut off."""
+
+
 def reason_unreachable(group: str) -> str:
     return f"hierclust: unreachable (subtree {group} cut off)"
 
@@ -191,15 +195,10 @@ def wants_of_members(members: Iterable[Member]) -> dict[str, Want]:
         elif m.state == "left":
             wants[m.name] = Want(Action.DRAIN, REASON_LEFT)
         elif m.state == "unreachable":
-            wants[m.name] = Want(Action.DOWN, reason_unreachable(_cut_group(m)))
+            wants[m.name] = Want(Action.DOWN, REASON_CUT_OFF)
         else:
             wants[m.name] = IN_SERVICE
     return wants
-
-
-def _cut_group(member: Member) -> str:
-    # members() does not say which subtree is cut off; the leaf group names where it is
-    return member.group
 
 
 def apply_events(wants: dict[str, Want], events: Iterable[ClusterEvent]) -> tuple[set[str], bool]:

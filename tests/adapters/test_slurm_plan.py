@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hierclust.adapters.slurm_plan import (
+    REASON_CUT_OFF,
     REASON_FAILED,
     REASON_LEFT,
     Action,
@@ -171,10 +172,12 @@ def test_reconcile_from_members() -> None:
     members[2] = member("cn03", "failed")
     members[3] = member("cn04", "left")
     members[4] = member("cn05", "suspect")
+    members[5] = member("cn06", "unreachable")
     wants = wants_of_members(members)
     nodes = slurm(cn01=("DOWN", REASON_FAILED), cn05=("DOWN", REASON_FAILED))
     assert argvs(plan(wants, nodes)) == [
         ["update", "NodeName=cn03", "State=DOWN", f"Reason={REASON_FAILED}"],
+        ["update", "NodeName=cn06", "State=DOWN", f"Reason={REASON_CUT_OFF}"],
         ["update", "NodeName=cn04", "State=DRAIN", f"Reason={REASON_LEFT}"],
         ["update", "NodeName=cn[01,05]", "State=RESUME"],
     ]
