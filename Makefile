@@ -23,14 +23,14 @@ demo: $(STAMP) ## Run the main job on the embedded default topology
 	$(BIN)/hierclust demo
 
 lint: $(STAMP) ## ruff, mypy (strict for core, topology, codec) and the import contracts
-	$(BIN)/ruff check hierclust tests bench
-	$(BIN)/ruff format --check hierclust tests bench
+	$(BIN)/ruff check hierclust tests bench examples
+	$(BIN)/ruff format --check hierclust tests bench examples
 	$(BIN)/mypy hierclust
 	$(BIN)/lint-imports --no-cache
 
 format: $(STAMP) ## Apply ruff's formatting and import order
-	$(BIN)/ruff check --fix --select I hierclust tests bench
-	$(BIN)/ruff format hierclust tests bench
+	$(BIN)/ruff check --fix --select I hierclust tests bench examples
+	$(BIN)/ruff format hierclust tests bench examples
 
 test: lint ## Lint, then the test suite (a few minutes)
 	$(BIN)/pytest -m "not fuzz"

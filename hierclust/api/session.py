@@ -102,26 +102,51 @@ class Session:
         rows = (await self._call("members"))["members"]
         return [to_member(row) for row in rows]
 
+    async def cursor(self) -> str:
+        """The cursor of the newest event so far: ``events(since=await session.cursor())``
+        then gets every event from this moment on, however late it starts iterating (a stream
+        without ``since`` starts when it is first iterated)."""
+        return str((await self._backend.call({"op": "cursor"}))["cursor"])
+
     async def events(
         self, since: str | None = None, *, buffer: int = DEFAULT_BUFFER
     ) -> AsyncIterator[ClusterEvent]:
-        """This node's events as it concludes them, from now on or from after cursor ``since``
-        (an event's ``cursor``: nothing lost or repeated while the host keeps them, else an
+        """This node's events as it concludes them, from when iteration starts (use
+        :meth:`subscribe` to be subscribed before you go on) or from after cursor ``since`` (an
+        event's ``cursor``: nothing lost or repeated while the host keeps them, else an
         :class:`~hierclust.api.types.EventsLost` first). Ends with :class:`ConnectionLost` when
         the host goes away. ``buffer``: how many events may wait for you before the host counts
         them as lost (you then get one ``EventsLost`` with the count)."""
+        async with self.subscribe(since, buffer=buffer) as events:
+            async for event in events:
+                yield event
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, since: str | None = None, *, buffer: int = DEFAULT_BUFFER
+    ) -> AsyncIterator[AsyncIterator[ClusterEvent]]:
+        """:meth:`events`, subscribed when the ``async with`` is entered::
+
+        async with session.subscribe() as events:
+            start_something()          # whatever it causes is in events
+            async for event in events:
+                ...
+        """
         stream = await self._subscribe(since, buffer)
         try:
-            while True:
-                fields = await stream.get()
-                if fields is None:
-                    raise ConnectionLost(
-                        f"{self._backend.where}: node {self.node}: the event stream ended (its "
-                        "host stopped or restarted); reconnect and pass the last cursor as since="
-                    )
-                yield to_event(fields)
+            yield self._iterate(stream)
         finally:
             await stream.aclose()
+
+    async def _iterate(self, stream: Stream) -> AsyncIterator[ClusterEvent]:
+        while True:
+            fields = await stream.get()
+            if fields is None:
+                raise ConnectionLost(
+                    f"{self._backend.where}: node {self.node}: the event stream ended (its "
+                    "host stopped or restarted); reconnect and pass the last cursor as since="
+                )
+            yield to_event(fields)
 
     # -- the primary component --------------------------------------------------------------------
     async def in_primary(self) -> bool:
@@ -167,7 +192,12 @@ class Session:
         :class:`NotPrimary` at once when the node is not in it, and the body is cancelled with
         :class:`QuorumLost` as soon as the node leaves it (or its host can no longer tell)."""
         stream = await self._subscribe(None, 64)
-        if not await self.in_primary():
+        try:
+            primary = await self.in_primary()
+        except BaseException:  # NodeDown, ConnectionLost: the subscription must not outlive it
+            await stream.aclose()
+            raise
+        if not primary:
             await stream.aclose()
             raise NotPrimary(
                 f"{self._backend.where}: node {self.node} is not in the primary component"
@@ -183,8 +213,8 @@ class Session:
                     why = "its host went away"
                 elif fields["type"] == "PrimaryChanged" and not fields["in_primary"]:
                     why = "it left the primary component"
-                elif fields["type"] == "EventsLost" and not await self.in_primary():
-                    why = "it left the primary component"
+                elif fields["type"] == "EventsLost" and not await self._still_primary():
+                    why = "it left the primary component (or its host can no longer tell)"
                 else:
                     continue
                 lost.append(why)
@@ -204,6 +234,14 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError, HierclustError):
                 await watcher
             await stream.aclose()
+
+    async def _still_primary(self) -> bool:
+        """:meth:`in_primary` for the watcher of :meth:`primary`: an error (the node stopped,
+        the host went away) counts as not primary instead of ending the watch unseen."""
+        try:
+            return await self.in_primary()
+        except HierclustError:
+            return False
 
     # -- administration ---------------------------------------------------------------------------
     async def drain(self, nodes: str | Iterable[str]) -> None:

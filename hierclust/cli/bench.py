@@ -585,93 +585,11 @@ def _plot(
         repeat_bars(path, runs, title)
 
 
-@app.command("scheduler")
-def scheduler(
-    slurm: Annotated[
-        bool, typer.Option("--slurm", help="Benchmark Slurm (alone / with the adapter).")
-    ] = False,
-    dask: Annotated[
-        bool, typer.Option("--dask", help="Benchmark Dask (alone / with the adapter).")
-    ] = False,
-    nodes: Annotated[
-        int, typer.Option("--nodes", min=3, help="Nodes of the scheduler and of hierclust.")
-    ] = 16,
-    slurmd_timeout: Annotated[
-        int, typer.Option("--slurmd-timeout", min=1, help="slurm: SlurmdTimeout in seconds.")
-    ] = 300,
-    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Crashes per case.")] = 1,
-    crash: Annotated[
-        str | None,
-        typer.Option(
-            "--crash",
-            help="slurm: cut (the node's lab host cut off: a power loss; root) or kill "
-            "(its processes killed on 127.0.0.1). Default: cut where possible.",
-            show_default=False,
-        ),
-    ] = None,
-    victim: Annotated[
-        str,
-        typer.Option(
-            "--victim",
-            help="slurm, with hierclust: member (a node not leading the root; the adapter on the "
-            "root leader) or root-leader (it, and its adapter: adapters on the root group's "
-            "members take over).",
-        ),
-    ] = "member",
-    out_path: OutOpt = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """How long a crashed node holds its work in a scheduler, alone and with hierclust.
+def _register_embedding_benchmarks() -> None:
+    from hierclust.cli.bench_embed import api, scheduler
 
-    --slurm: a real Slurm (Debian's slurmctld, slurmd, munge) of N nodes runs one requeueable
-    job on half of them; a node running one crashes. down_ms: until scontrol shows it DOWN;
-    requeued_ms: until its job runs again elsewhere. Slurm alone waits for SlurmdTimeout; with
-    hierclust, `hierclust adapter slurm` marks it DOWN when hierclust declares it failed.
-    """
-    if slurm == dask:
-        fail("give exactly one of --slurm or --dask", as_json)
-    if crash is not None and (dask or crash not in ("cut", "kill")):
-        fail(f"--crash {crash}: expected cut or kill, and only with --slurm", as_json)
-    if victim not in ("member", "root-leader"):
-        fail(f"--victim {victim}: expected member or root-leader", as_json)
-    if out_path is not None:
-        output_file(out_path, "a file for the JSON document", as_json)
-    console = console_for(as_json)
-    with terminate_as_interrupt(), progress_bar("scheduler") as bar:
-        task = bar.add_task("starting", total=None)
+    app.command("api")(api)
+    app.command("scheduler")(scheduler)
 
-        def progress(text: str) -> None:
-            bar.update(task, description=text)
-            if not bar.console.is_terminal:
-                console.print(text, highlight=False)
 
-        try:
-            if slurm:
-                from hierclust.bench.sched_slurm import run as run_slurm
-                from hierclust.bench.slurmlab import SlurmLabError, install_hint, missing_programs
-
-                if missing_programs():
-                    fail(f"missing {', '.join(missing_programs())}: {install_hint()}", as_json)
-                try:
-                    result = run_slurm(
-                        nodes, slurmd_timeout=slurmd_timeout, repeats=repeats,
-                        progress=progress, crash=crash, victim=victim,
-                    )  # fmt: skip
-                except ValueError as exc:
-                    fail(str(exc), as_json)
-                except SlurmLabError as exc:
-                    refuse(f"the run failed: {exc}", as_json)
-            else:
-                from hierclust.bench.sched_dask import run as run_dask
-
-                result = run_dask(nodes, repeats=repeats, progress=progress)
-        except KeyboardInterrupt:
-            err.print("[red]interrupted[/]: every process this run started was stopped")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-    for case in ("alone", "with_hierclust"):
-        part = result.get(case, {})
-        figures = ", ".join(
-            f"{k} {part[k]:,.0f}" for k in ("down_ms", "requeued_ms") if part.get(k) is not None
-        )
-        console.print(f"{result.get('scheduler')} {case}: {figures or part}", highlight=False)
-    write_json(result, as_json, out_path)
+_register_embedding_benchmarks()

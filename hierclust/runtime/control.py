@@ -8,12 +8,13 @@ node's own view, ``{"view": null}`` when this worker does not run it), ``kill {r
 ``reload-keyring`` (re-read the keyring file: key rotation without downtime), ``stop``.
 
 The library API (:mod:`hierclust.runtime.service`) adds ``hello`` (which ranks run here),
-``members {rank}``, ``in-primary {rank}``, ``leads {rank}``, ``token {rank, group}`` and
-``subscribe {rank, since, buffer}``: the answer ``{"ok": true, ...}`` is followed, on that
-connection, by one ``{"event": {...}}`` line per event until the client closes it. A refused
-API request answers ``{"ok": false, "error": "...", "kind": "NotPrimary"}`` (the exception the
-client raises). The server never raises into the loop: a bad request gets an error response, a
-broken connection is closed.
+``cursor`` (of the last event so far), ``members {rank}``, ``in-primary {rank}``,
+``leads {rank}``, ``token {rank, group}`` and ``subscribe {rank, since, buffer}``: the answer
+``{"ok": true, ...}`` is followed, on that connection, by one ``{"event": {...}}`` line per
+event until the client closes it. A refused API request answers
+``{"ok": false, "error": "...", "kind": "NotPrimary"}`` (the exception the client raises). The
+server never raises into the loop: a bad request gets an error response, a broken connection is
+closed.
 """
 
 from __future__ import annotations
@@ -32,6 +33,30 @@ from hierclust.runtime.service import DEFAULT_BUFFER, ServiceError, Subscription
 
 MAX_REQUEST_BYTES = 64 * 1024
 UNIX_PATH_MAX = 107
+
+
+EVENT_BYTES = 256
+"""About the size of one event line: a subscriber's buffer of N events is N times this many
+bytes not yet taken from its connection."""
+
+
+class WriterSink:
+    """A subscription's connection: each event is one JSON line written at once."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.closed = False
+
+    def answer(self, answer: dict[str, Any]) -> None:
+        self.writer.write(json.dumps(answer, separators=(",", ":")).encode() + b"\n")
+
+    def backlog(self) -> int:
+        return self.writer.transport.get_write_buffer_size() // EVENT_BYTES
+
+    def write(self, event: dict[str, Any]) -> None:
+        if not self.closed:
+            line = json.dumps({"event": event}, separators=(",", ":")).encode() + b"\n"
+            self.writer.write(line)
 
 
 class ControlError(RuntimeError):
@@ -70,14 +95,11 @@ class ControlServer:
                     break
                 if not line:
                     break
-                sub, response = self.subscription(line)
-                if sub is None:
-                    response = await self.handle(line)
+                if b'"subscribe"' in line and await self._stream(line, reader, writer):
+                    break
+                response = await self.handle(line)
                 writer.write(json.dumps(response, separators=(",", ":")).encode() + b"\n")
                 await writer.drain()
-                if sub is not None:
-                    await self._stream(sub, reader, writer)
-                    break
         except ConnectionError:
             pass
         finally:
@@ -85,46 +107,52 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    def subscription(self, line: bytes) -> tuple[Subscription | None, dict[str, Any]]:
-        """A ``subscribe`` request's subscription and answer; ``(None, {})`` for other ops."""
+    def subscription(
+        self, line: bytes, sink: WriterSink | None = None
+    ) -> tuple[Subscription | None, dict[str, Any]]:
+        """A ``subscribe`` request's subscription and answer; ``(None, {})`` for other ops,
+        ``(None, error answer)`` for a refused one."""
         try:
             request = json.loads(line)
             if not isinstance(request, dict) or request.get("op") != "subscribe":
                 return None, {}
-            since = request.get("since")
-            sub = self.host.api.subscribe(
-                int(request["rank"]),
-                None if since is None else str(since),
-                int(request.get("buffer", DEFAULT_BUFFER)),
-            )
+            rank = int(request["rank"])
+            since = None if request.get("since") is None else str(request["since"])
+            buffer = int(request.get("buffer", DEFAULT_BUFFER))
+            api = self.host.api
+            api.check_subscription(rank, since, buffer)
+            answer = {"ok": True, "cursor": api.cursor(api.seq)}
+            if sink is not None:  # the answer goes first, then what the subscription replays
+                sink.answer(answer)
+            return api.subscribe(rank, since, buffer, sink), answer
         except ServiceError as exc:
             return None, {"ok": False, "error": str(exc), "kind": exc.kind}
         except (KeyError, ValueError, TypeError) as exc:
             return None, {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        return sub, {"ok": True, "cursor": self.host.api.cursor(self.host.api.seq)}
 
     async def _stream(
-        self, sub: Subscription, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        """One line per event until the client hangs up (or the host stops). A client that reads
-        slowly fills its own buffer, never the node's: see :class:`Subscription`."""
+        self, line: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Serve ``line`` if it is a subscription: its events are written to the connection as
+        they are published (see :class:`Subscription`), until the client hangs up or the host
+        stops. False when it is another request."""
+        sink = WriterSink(writer)
+        sub, answer = self.subscription(line, sink)
+        if sub is None:
+            if not answer:
+                return False
+            sink.answer(answer)
+            return True
         gone = asyncio.ensure_future(reader.read())  # the client sends nothing more: EOF = gone
+        closed = asyncio.ensure_future(sub.wait_closed())
         try:
-            while True:
-                nxt = asyncio.ensure_future(sub.get())
-                done, _ = await asyncio.wait({nxt, gone}, return_when=asyncio.FIRST_COMPLETED)
-                if nxt not in done:
-                    nxt.cancel()
-                    return
-                event = nxt.result()
-                if event is None:
-                    return
-                line = json.dumps({"event": event}, separators=(",", ":")).encode() + b"\n"
-                writer.write(line)
-                await writer.drain()
+            await asyncio.wait({gone, closed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            sink.closed = True
             gone.cancel()
+            closed.cancel()
             sub.close()
+        return True
 
     async def handle(self, line: bytes) -> dict[str, Any]:
         try:
@@ -141,6 +169,8 @@ class ControlServer:
                 view = host.view(rank)
                 members = api.members(rank, view or {})
                 return {"ok": True, "members": members}
+            if op == "cursor":
+                return {"ok": True, "cursor": api.cursor(api.seq)}
             if op == "in-primary":
                 return {"ok": True, "in_primary": api.in_primary(int(request["rank"]))}
             if op == "leads":

@@ -33,7 +33,7 @@ import asyncio
 import secrets
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 from hierclust.core.types import (
     Alive,
@@ -65,28 +65,76 @@ class ServiceError(Exception):
         self.kind = kind
 
 
-class Subscription:
-    """One subscriber's bounded buffer of API events (dicts) of one observer."""
+class Sink(Protocol):
+    """Where a subscription hands events on at once instead of queueing them (the control
+    socket's connection): ``backlog()`` is how many events it holds not yet taken by the reader,
+    ``write`` hands one more on, ``closed`` says the reader is gone."""
 
-    def __init__(self, service: ApiService, rank: int, limit: int) -> None:
+    closed: bool
+
+    def backlog(self) -> int: ...
+
+    def write(self, event: dict[str, Any]) -> None: ...
+
+
+LOST_RETRY_S = 0.005
+"""While events are being lost, how often a sink subscription looks whether its reader caught
+up enough to be told (and to take events again)."""
+
+
+class Subscription:
+    """One subscriber's bounded buffer of API events (dicts) of one observer.
+
+    In-process, events wait in the subscription's own queue for :meth:`get`. With a ``sink``
+    (a socket), each is written to it as it is published, so nothing waits for the event loop
+    to run another task: the sink's own backlog is the bounded buffer."""
+
+    def __init__(
+        self, service: ApiService, rank: int, limit: int, sink: Sink | None = None
+    ) -> None:
         self.service = service
         self.rank = rank
         self.limit = limit
+        self.sink = sink
         self.queue: deque[dict[str, Any]] = deque()
         self.lost = 0
         self.lost_cursor = ""
         self.closed = False
         self._wake: asyncio.Future[None] | None = None
+        self._retry: asyncio.TimerHandle | None = None
 
     def push(self, event: dict[str, Any]) -> None:
         # once events are lost, nothing is kept until the subscriber has been told: the stream
         # never shows a later event across an unannounced gap
-        if self.lost or len(self.queue) >= self.limit:
+        sink = self.sink
+        held = len(self.queue) if sink is None else sink.backlog()
+        if self.lost or held >= self.limit:
             self.lost += 1
             self.lost_cursor = event["cursor"]
+            if sink is not None and self._retry is None:
+                self._retry = asyncio.get_running_loop().call_later(LOST_RETRY_S, self._tell_lost)
+        elif sink is not None:
+            sink.write(event)
         else:
             self.queue.append(event)
         self._notify()
+
+    def _lost_event(self) -> dict[str, Any]:
+        event = self.service.lost_event(self.rank, self.lost, "overflow", self.lost_cursor)
+        self.lost = 0
+        return event
+
+    def _tell_lost(self) -> None:
+        """A sink's reader fell behind: once it has taken half its buffer, tell it how many
+        events it lost, and go on."""
+        self._retry = None
+        sink = self.sink
+        if sink is None or self.closed or sink.closed or not self.lost:
+            return
+        if sink.backlog() <= self.limit // 2:
+            sink.write(self._lost_event())
+        else:
+            self._retry = asyncio.get_running_loop().call_later(LOST_RETRY_S, self._tell_lost)
 
     def _notify(self) -> None:
         wake = self._wake
@@ -95,20 +143,28 @@ class Subscription:
 
     def close(self) -> None:
         self.closed = True
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         self.service._drop(self)
         self._notify()
 
     async def get(self) -> dict[str, Any] | None:
-        """The next event; None once closed."""
+        """The next event (in-process subscriptions); None once closed."""
         while True:
             if self.queue:
                 return self.queue.popleft()
             if self.lost:
-                event = self.service.lost_event(self.rank, self.lost, "overflow", self.lost_cursor)
-                self.lost = 0
-                return event
+                return self._lost_event()
             if self.closed:
                 return None
+            self._wake = asyncio.get_running_loop().create_future()
+            await self._wake
+            self._wake = None
+
+    async def wait_closed(self) -> None:
+        """Until :meth:`close` (the host stopping, or the subscriber leaving)."""
+        while not self.closed:
             self._wake = asyncio.get_running_loop().create_future()
             await self._wake
             self._wake = None
@@ -199,21 +255,34 @@ class ApiService:
             "reason": reason,
         }
 
-    def subscribe(self, rank: int, since: str | None, buffer: int = DEFAULT_BUFFER) -> Subscription:
-        """A subscription to ``rank``'s events, from now on, or from after cursor ``since``
-        (what the ring still holds; ``EventsLost`` first when it cannot hold it all)."""
+    def check_subscription(self, rank: int, since: str | None, buffer: int) -> int | None:
+        """:class:`ServiceError` unless :meth:`subscribe` can take these arguments; the
+        sequence number ``since`` names."""
         self.driver(rank)
         if not 1 <= buffer <= MAX_BUFFER:
             raise ServiceError("RequestFailed", f"buffer {buffer}: expected 1..{MAX_BUFFER}")
-        sub = Subscription(self, rank, buffer)
-        if since is not None:
-            epoch, _, seq_text = since.partition(":")
-            try:
-                after = int(seq_text)
-            except ValueError:
-                raise ServiceError(
-                    "RequestFailed", f"cursor {since!r}: not a cursor (pass an event's .cursor)"
-                ) from None
+        if since is None:
+            return None
+        try:
+            return int(since.partition(":")[2])
+        except ValueError:
+            raise ServiceError(
+                "RequestFailed", f"cursor {since!r}: not a cursor (pass an event's .cursor)"
+            ) from None
+
+    def subscribe(
+        self,
+        rank: int,
+        since: str | None,
+        buffer: int = DEFAULT_BUFFER,
+        sink: Sink | None = None,
+    ) -> Subscription:
+        """A subscription to ``rank``'s events, from now on, or from after cursor ``since``
+        (what the ring still holds; ``EventsLost`` first when it cannot hold it all)."""
+        after = self.check_subscription(rank, since, buffer)
+        sub = Subscription(self, rank, buffer, sink)
+        if since is not None and after is not None:
+            epoch = since.partition(":")[0]
             oldest = self.ring[0][0] if self.ring else self.seq + 1
             if epoch != self.epoch or after > self.seq:
                 sub.push(self.lost_event(rank, None, "expired", self.cursor(self.seq)))
