@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -88,7 +89,7 @@ class Site:
         wrap: Callable[[str | None], list[str]] | None = None
         ctld = "127.0.0.1"
         if cut:
-            self.netns = NetnsLab(f"hcs{id(self) % 10000}", nodes + 1, SUBNET, offsets_s=(0,))
+            self.netns = NetnsLab(f"hcs{os.getpid() % 100000}", nodes + 1, SUBNET, offsets_s=(0,))
             self.netns.setup()
             lab = self.netns
             addrs = {n: lab.address(i + 1) for i, n in enumerate(self.names)}

@@ -76,12 +76,12 @@ def slurm(
     resync_s: ResyncOpt = 30.0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Mark failed nodes DOWN in Slurm within seconds, drain nodes that leave, resume them.
+    """Tell Slurm within seconds: failed nodes DOWN, drained, resumed.
 
     \b
-    NodeFailed, SubtreeUnreachable  scontrol update NodeName=HOSTLIST State=DOWN Reason=...
-    NodeLeft (planned)              scontrol update NodeName=HOSTLIST State=DRAIN Reason=...
-    NodeAlive                       scontrol update NodeName=HOSTLIST State=RESUME
+    NodeFailed, SubtreeUnreachable  scontrol update NodeName=HOSTS State=DOWN Reason=TEXT
+    NodeLeft (planned)              scontrol update NodeName=HOSTS State=DRAIN Reason=TEXT
+    NodeAlive                       scontrol update NodeName=HOSTS State=RESUME
     Only the adapter whose node leads the root group acts; a node an operator took out of
     service (a reason not starting with "hierclust:") is never touched. Slurm's configuration
     comes from SLURM_CONF (else /etc/slurm/slurm.conf).

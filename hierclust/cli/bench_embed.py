@@ -121,7 +121,9 @@ def scheduler(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """How long a crashed node holds its work in a scheduler, alone and with hierclust.
+    """A node crashes under Slurm or Dask: how soon its work moves.
+
+    Each scheduler alone, then with hierclust's adapter.
 
     --slurm: a real Slurm (Debian's slurmctld, slurmd, munge) of N nodes runs one requeueable
     job on half of them; a node running one crashes. down_ms: until scontrol shows it DOWN;
