@@ -35,7 +35,7 @@ format: $(STAMP) ## Apply ruff's formatting and import order
 test: lint ## Lint, then the test suite (a few minutes)
 	$(BIN)/pytest -m "not fuzz"
 
-fuzz: $(STAMP) ## Long fuzz runs (many seeded schedules)
+fuzz: $(STAMP) ## Long fuzz runs: simulator schedules, the decoder, the topology loader
 	$(BIN)/pytest -m fuzz
 
 BENCH_OUT ?= /tmp/hierclust-bench

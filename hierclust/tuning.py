@@ -52,6 +52,16 @@ class Tuning:
             "tolerates slow paths; adds directly to detection time."
         ),
     )
+    echo_misses: int = field(
+        default=2,
+        metadata=_doc(
+            "Heartbeats in a row a healthy member may leave unanswered before its leader probes "
+            "it (directly and through indirect_probes helpers) instead of waiting for "
+            "suspect_after_ms. The wait also allows half a heartbeat and four times the "
+            "member's recent echo delay, so a member that has been answering late is probed "
+            "later (never later than suspect_after_ms). 0 turns early probing off."
+        ),
+    )
     indirect_probes: int = field(
         default=2,
         metadata=_doc(
@@ -152,7 +162,7 @@ class Tuning:
                 )
             elif isinstance(value, bool) or not isinstance(value, int):
                 problems.append((key, f"expected a whole number, got {value!r}"))
-            elif value < 0 or (value == 0 and key != "indirect_probes"):
+            elif value < 0 or (value == 0 and key not in ("indirect_probes", "echo_misses")):
                 problems.append((key, f"expected a positive number, got {value}"))
             else:
                 clean[key] = value

@@ -88,7 +88,7 @@ class Agent(Session):
     async def start(self) -> None:
         from hierclust.runtime.deploy import resolve_keyring
         from hierclust.runtime.errors import DeployError
-        from hierclust.runtime.state import StateFileError
+        from hierclust.runtime.state import StateFileError, make_state_dir
         from hierclust.runtime.worker import Serving
 
         source = self._topology_arg
@@ -112,7 +112,7 @@ class Agent(Session):
         topology_path = Path(topology.source).resolve()
         directory = self.state_dir
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            make_state_dir(directory)
             keyring = resolve_keyring(topology, topology_path, directory)
             self._serving = await Serving.open(
                 topology, directory, f"agent-{topology.node_name(ranks[0])}", ranks, keyring

@@ -10,6 +10,7 @@ All times are ``time.monotonic_ns()`` on this host.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -170,6 +171,11 @@ def pick_victim(
     return rank, role, groups
 
 
+KILL_MODES = ("host", "process")
+"""How the victim dies: ``host`` (power loss: silence) or ``process`` (a crashed process: its
+port closes, so peers may hear "port unreachable"); see :meth:`UdpRun.crash`."""
+
+
 class EventTail:
     """Follows the workers' ``events-*.jsonl`` files from their current ends: the notices about
     one victim and the leaders taking over its groups, without asking the workers anything."""
@@ -217,7 +223,10 @@ class UdpRun(Demo):
         processes: int,
         one_process_per_node: bool = False,
         use_uvloop: bool = False,
+        kill_mode: str = "host",
     ) -> None:
+        if kill_mode not in KILL_MODES:
+            raise BenchError(f"kill mode {kill_mode!r}: expected one of {', '.join(KILL_MODES)}")
         if one_process_per_node:
             if topology.num_nodes > MAX_PROCESSES_PER_NODE_MODE:
                 raise BenchError(
@@ -230,6 +239,8 @@ class UdpRun(Demo):
         self.state_dir = Path(tempfile.mkdtemp(prefix="hcbench-", dir="/tmp"))
         self.one_process_per_node = one_process_per_node
         self.use_uvloop = use_uvloop
+        self.kill_mode = kill_mode
+        self.stopped_pid: int | None = None
 
     def run_kill(
         self,
@@ -370,6 +381,7 @@ class UdpRun(Demo):
             "udp": {
                 "processes": len(self.deployment.workers),
                 "one_process_per_node": self.one_process_per_node,
+                "kill_mode": self.kill_mode,
                 "uvloop": self.use_uvloop,
                 "all_led_ms": round((all_led_ns - started) / MS, 1),
                 "window_s": round(window_s, 3),
@@ -388,16 +400,33 @@ class UdpRun(Demo):
         return report
 
     def crash(self, victim: int) -> int:
-        """Crash ``victim`` abruptly; the monotonic time of the crash. With a process of its own
-        it gets SIGKILL; otherwise its worker closes its socket and drops its timers at once."""
+        """Crash ``victim`` abruptly; the monotonic time of the crash.
+
+        ``kill_mode`` ``host`` (the default) is a power loss: the victim goes silent and its
+        port stays bound, so nobody gets an ICMP "port unreachable" (with a process of its own
+        it is stopped with SIGSTOP, and killed when the run ends). ``process`` is a process
+        crash: its socket closes (SIGKILL with a process of its own), and a peer sending to it
+        may learn from the kernel's "port unreachable" at once."""
         assert self.deployment is not None
+        silent = self.kill_mode == "host"
         if self.one_process_per_node:
             for w in self.deployment.workers:
                 if victim in w.ranks:
                     t = time.monotonic_ns()
-                    os.kill(w.pid, signal.SIGKILL)
+                    os.kill(w.pid, signal.SIGSTOP if silent else signal.SIGKILL)
+                    self.stopped_pid = w.pid if silent else None
                     return t
-        return int(request(self.socket_of(victim), {"op": "kill", "rank": victim})["t_ns"])
+        answer = request(self.socket_of(victim), {"op": "kill", "rank": victim, "silent": silent})
+        return int(answer["t_ns"])
+
+    def finish(self) -> dict[str, Any]:
+        """Stop everything; a victim stopped with SIGSTOP (a power loss) is killed first, as a
+        stopped process would make the stop wait for its timeouts."""
+        if self.stopped_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.stopped_pid, signal.SIGKILL)
+            self.stopped_pid = None
+        return super().finish()
 
 
 def udp_runs(
@@ -415,6 +444,7 @@ def udp_runs(
     boot_timeout_s: float = 60.0,
     progress: Progress | None = None,
     failures: list[dict[str, Any]] | None = None,
+    kill_mode: str = "host",
 ) -> list[dict[str, Any]]:
     """One report per repeat, each on a fresh deployment (stopped by PID, even on error or ^C).
     A repeat whose cluster does not get every leader in time is recorded in ``failures`` (when
@@ -429,6 +459,7 @@ def udp_runs(
             processes=processes,
             one_process_per_node=one_process_per_node,
             use_uvloop=use_uvloop,
+            kill_mode=kill_mode,
         )
         ok = False
         try:

@@ -46,6 +46,11 @@ class Mode(StrEnum):
     udp = "udp"
 
 
+class KillMode(StrEnum):
+    host = "host"
+    process = "process"
+
+
 class BenchCommands(TyperGroup):
     """``bench``'s subcommands; a path where a subcommand would be is most likely the file of
     ``--json PATH``, the spelling before ``--out PATH``: say so."""
@@ -200,6 +205,7 @@ def _runs(
     steady_s: float,
     after_ms: int,
     label: str,
+    kill_mode: str = "host",
     boot_timeout_s: float = 120.0,
     failures: list[dict[str, Any]] | None = None,
     as_json: bool = False,
@@ -241,6 +247,7 @@ def _runs(
             boot_timeout_s=boot_timeout_s,
             progress=udp_step,
             failures=failures,
+            kill_mode=kill_mode,
         )
 
 
@@ -272,6 +279,13 @@ def bench(
     ] = None,
     processes: ProcessesOpt = None,
     one_process_per_node: OneProcOpt = False,
+    kill_mode: Annotated[
+        KillMode,
+        typer.Option(
+            "--kill-mode",
+            help="udp: host (power loss: silence, no ICMP) or process (its port closes).",
+        ),
+    ] = KillMode.host,
     base_port: BasePortOpt = DEFAULT_BASE_PORT,
     steady_s: SteadyOpt = 3.0,
     boot_timeout_s: BootOpt = 120.0,
@@ -316,6 +330,7 @@ def bench(
                 "boot_timeout_s": boot_timeout_s,
                 "failures": failures,
                 "as_json": as_json,
+                "kill_mode": kill_mode.value,
             }
             runs = _run_or_fail(
                 mode, topology, path, kill, repeats, seed, label=f"{mode.value} bench", **options
@@ -587,9 +602,11 @@ def _plot(
 
 def _register_embedding_benchmarks() -> None:
     from hierclust.cli.bench_embed import api, scheduler
+    from hierclust.cli.bench_hostile import hostile
 
     app.command("api")(api)
     app.command("scheduler")(scheduler)
+    app.command("hostile")(hostile)
 
 
 _register_embedding_benchmarks()

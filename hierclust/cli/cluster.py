@@ -100,6 +100,7 @@ def agent(
     This is what systemd (or a batch system) runs on each host; Ctrl-C or SIGTERM stops it.
     """
     from hierclust.runtime.deploy import resolve_keyring
+    from hierclust.runtime.state import make_state_dir
     from hierclust.runtime.worker import run, run_worker
 
     topology = load_or_fail(topology_file, as_json)
@@ -110,7 +111,7 @@ def agent(
             fail(f"{topology.source}: addresses: node {name} has no address", as_json)
     directory = resolve(state_dir, "agent", as_json, must_exist=False)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_state_dir(directory)
         keyring = resolve_keyring(topology, topology_file, directory)
     except (DeployError, OSError) as exc:
         fail(str(exc), as_json)
@@ -156,7 +157,7 @@ def witness(
     """
     from hierclust.runtime.context import local_witnesses
     from hierclust.runtime.deploy import resolve_keyring
-    from hierclust.runtime.state import StateFileError
+    from hierclust.runtime.state import StateFileError, make_state_dir
     from hierclust.runtime.worker import run, run_worker
 
     topology = load_or_fail(topology_file, as_json)
@@ -171,7 +172,7 @@ def witness(
         init_witness(topology, directory, as_json)
         return
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_state_dir(directory)
         keyring = resolve_keyring(topology, topology_file, directory)
         run(run_worker(topology_file.resolve(), directory, "witness", [], keyring, witnesses=True))
     except (DeployError, OSError, StateFileError) as exc:

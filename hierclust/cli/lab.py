@@ -50,10 +50,23 @@ def control(snapshot: dict[str, Any], payload: dict[str, Any], node: str, as_jso
 
 
 @app.command("kill")
-def kill(node: NodeArg, state_dir: StateDirOpt = None, as_json: JsonFlag = False) -> None:
+def kill(
+    node: NodeArg,
+    state_dir: StateDirOpt = None,
+    power: Annotated[
+        bool,
+        typer.Option(
+            "--power",
+            help="As a power loss: the port stays bound and mute, so peers get no ICMP.",
+        ),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
     """Crash a node now: socket closed, timers dropped.
 
-    A node with a process of its own is sent SIGKILL. Exit 1 if the node is not running.
+    A node with a process of its own is sent SIGKILL. With --power, as a host losing power: the
+    node stops but its port stays bound and answers nothing (no "port unreachable" for its
+    peers) until `hierclust restart`. Exit 1 if the node is not running.
     """
     import os
     import signal
@@ -70,15 +83,16 @@ def kill(node: NodeArg, state_dir: StateDirOpt = None, as_json: JsonFlag = False
             node=node,
         )
     t_ns = time.monotonic_ns()
-    if worker["ranks"] == [rank]:
+    if worker["ranks"] == [rank] and not power:
         try:
             os.kill(int(worker["pid"]), signal.SIGKILL)
         except ProcessLookupError:
             refuse(f"{node} is not running: its process {worker['pid']} is gone", as_json)
         how = "sigkill"
     else:
-        t_ns = int(control(worker, {"op": "kill", "rank": rank}, node, as_json)["t_ns"])
-        how = "crash"
+        request = {"op": "kill", "rank": rank, "silent": power}
+        t_ns = int(control(worker, request, node, as_json)["t_ns"])
+        how = "power" if power else "crash"
     if as_json:
         emit_json({"node": node, "rank": rank, "how": how, "t_ns": t_ns})
     else:

@@ -1,6 +1,7 @@
 """Keyring: the HMAC-SHA256 keys of a cluster, and the file they live in.
 
-File format (TOML, at most 64 KiB, mode 0600)::
+File format (TOML, at most 64 KiB, mode 0600: :func:`load_keyring` refuses a file that other
+users could read or change, as ssh refuses a private key that is not private)::
 
     # hierclust keyring
     primary = 2                 # the key id that signs outgoing datagrams
@@ -43,6 +44,8 @@ SECRET_BYTES_DEFAULT = 32
 MAX_KEYS = 16
 """Keys one keyring may hold (a rotation needs two or three)."""
 MAX_KEYRING_FILE_BYTES = 64 * 1024
+KEYRING_MODE_FORBIDDEN = 0o077
+"""Permission bits a keyring file must not have: any access for the group or other users."""
 
 _TOP_KEYS = ("primary", "keys")
 
@@ -215,6 +218,7 @@ def load_keyring(path: str | os.PathLike[str]) -> Keyring:
     source = os.fspath(path)
     try:
         with open(source, "rb") as handle:
+            check_keyring_mode(source, os.fstat(handle.fileno()).st_mode)
             raw = handle.read(MAX_KEYRING_FILE_BYTES + 1)
     except OSError as exc:
         raise KeyringError(source, "", f"cannot read keyring file: {exc.strerror}") from None
@@ -227,6 +231,23 @@ def load_keyring(path: str | os.PathLike[str]) -> Keyring:
     except UnicodeDecodeError:
         raise KeyringError(source, "", "not UTF-8 text; expected a TOML keyring") from None
     return parse_keyring(text, source)
+
+
+def check_keyring_mode(source: str, mode: int) -> None:
+    """Refuse a keyring file (its ``st_mode``) that the group or other users may access: anyone
+    who can read the keys can forge every datagram of the cluster. Checked on the open file, so
+    the mode judged is that of the file read."""
+    loose = mode & KEYRING_MODE_FORBIDDEN
+    if loose:
+        who = " and ".join(
+            name for bits, name in ((0o070, "its group"), (0o007, "other users")) if loose & bits
+        )
+        raise KeyringError(
+            source,
+            "",
+            f"mode {mode & 0o777:04o} lets {who} access the keys; "
+            f"make it private with `chmod 600 {source}`",
+        )
 
 
 def new_secret(nbytes: int = SECRET_BYTES_DEFAULT) -> bytes:

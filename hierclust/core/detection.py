@@ -3,15 +3,18 @@
 Theory of operation
 -------------------
 A leader scans its slots once per heartbeat (and exactly when a member falls due before the next
-tick). A leaf member silent for ``suspect_after_ms`` is probed directly and through
-``indirect_probes`` helpers; no answer within ``confirm_ms`` and a valid lease -> a
-:class:`Failure` notice, handed to the flood. In a tier >= 1 group a silent slot is only
-*pending* for ``slot_grace_ms``: the child group elects a new leader which takes over the slot
-(``slots``); the dead node itself is declared by its leaf group's new leader. A slot still pending
-after the grace is emptied and its former holder is probed like a silent leaf member (it may be
-alive and merely have stepped down when its child group lost quorum); only if nobody hears from
-it within ``confirm_ms`` is it declared failed, which covers a child group that cannot elect
-anyone. An ICMP "port unreachable" from the driver (:class:`Unreachable`) starts the probe at once.
+tick). A leaf member that left ``echo_misses`` heartbeats in a row unanswered (plus half a
+heartbeat and four times its recent echo delay: :func:`~hierclust.core.timeouts.early_probe`), or
+at the latest one silent for ``suspect_after_ms``, is probed directly and through
+``indirect_probes`` helpers (an early suspicion: two rounds, ``EARLY_ROUNDS``); no answer within
+``confirm_ms`` and a valid lease -> a :class:`Failure` notice, handed to the flood. In a tier >= 1
+group a silent slot is only *pending* for ``slot_grace_ms``: the child group elects a new leader
+which takes over the slot (``slots``); the dead node itself is declared by its leaf group's new
+leader. A slot still pending after the grace is emptied and its former holder is probed like a
+silent leaf member (it may be alive and merely have stepped down when its child group lost quorum);
+only if nobody hears from it within ``confirm_ms`` is it declared failed, which covers a child
+group that cannot elect anyone. An ICMP "port unreachable" from the driver (:class:`Unreachable`)
+starts the probe at once.
 
 Without a valid lease a leader declares nothing: a minority side never accuses.
 """
@@ -36,7 +39,7 @@ from hierclust.core.state import (
     GroupState,
     NodeState,
 )
-from hierclust.core.timeouts import stretched
+from hierclust.core.timeouts import early_probe, stretched
 from hierclust.core.types import (
     ACTIVE,
     Effect,
@@ -44,6 +47,13 @@ from hierclust.core.types import (
     Send,
     SetTimer,
 )
+
+EARLY_ROUNDS = 2
+"""Rounds of probes an early suspicion (see :func:`~hierclust.core.timeouts.early_probe`) must
+go unanswered before the member is declared; a suspicion after ``suspect_after_ms`` needs one.
+Two consecutive lost acks followed by one lost round of probes is common on a lossy link; a
+second round, through other helpers, makes a false accusation about as rare as after the full
+``suspect_after_ms`` of silence."""
 
 
 class Detection(NodeState):
@@ -58,17 +68,21 @@ class Detection(NodeState):
         limit = stretched(tm.suspect, self.health)
         status = gs.status
         last = gs.last
+        delays = gs.delay
+        early = gs.leaf and tm.misses > 0
         due = now + tm.heartbeat
         for s in range(gs.size):
             if s == gs.myslot:
                 continue
             st = status[s]
             if st == ALIVE:
-                if last[s] + limit < due:
-                    due = last[s] + limit + 1
-                if now - last[s] > limit:
+                wait = early_probe(tm, delays[s], self.health, limit) if early else limit
+                if last[s] + wait < due:
+                    due = last[s] + wait + 1
+                if now - last[s] > wait:
                     if gs.leaf:
-                        self._suspect(now, gs, s, out)
+                        # an early suspicion needs EARLY_ROUNDS unanswered rounds of probes
+                        self._suspect(now, gs, s, out, EARLY_ROUNDS if wait < limit else 1)
                     else:
                         status[s] = PENDING
                         gs.since[s] = now
@@ -96,8 +110,12 @@ class Detection(NodeState):
         if now < due < now + tm.heartbeat:
             out.append(SetTimer(("s", gs.gi), due))
 
-    def _suspect(self, now: int, gs: GroupState, s: int, out: list[Effect]) -> None:
+    def _suspect(
+        self, now: int, gs: GroupState, s: int, out: list[Effect], rounds: int = 1
+    ) -> None:
+        """Probe leaf member ``s``; declare it after ``rounds`` unanswered rounds."""
         gs.status[s] = SUSPECT
+        gs.since[s] = rounds
         helpers = [
             gs.first + h
             for h in range(gs.size)
@@ -138,6 +156,11 @@ class Detection(NodeState):
     def _on_probe_timeout(self, now: int, gs: GroupState, s: int, out: list[Effect]) -> None:
         if gs.role != LEADER or gs.status[s] != SUSPECT:
             return  # a ping or a probe answer cleared the suspicion
+        if gs.since[s] > 1:
+            # an early suspicion: one more round (other helpers, most likely) before a verdict,
+            # so a member that merely lost two acks in a row is not declared on one more loss
+            self._suspect(now, gs, s, out, gs.since[s] - 1)
+            return
         if now < gs.lease_until:
             gs.status[s] = FAILED
             self._bump_view(gs, out)

@@ -317,6 +317,7 @@ class Elections(NodeState):
         size = gs.size
         gs.last = [now] * size
         gs.echo = [0] * size
+        gs.delay = [0] * size
         gs.status = bytearray(size)
         gs.incs = [0] * size
         gs.since = [now] * size
@@ -368,7 +369,7 @@ class Elections(NodeState):
         self._set_quorate(gs, False, out)
         out.append(CancelTimer(gs.key_lease))
         gs.lease_until = gs.lease_reported = NEVER
-        gs.last = gs.echo = gs.incs = gs.since = gs.child_terms = NO_INTS
+        gs.last = gs.echo = gs.delay = gs.incs = gs.since = gs.child_terms = NO_INTS
         gs.status = NO_BYTES
         gs.doubts = None
         if not gs.cand_armed:

@@ -193,6 +193,17 @@ class Heartbeats(NodeState):
             old = gs.echo[s]
             gs.echo[s] = msg.echo
             tm = gs.tm
+            # how late this member answers (both ends of it on our clock), and how long a gap
+            # a lost ack or echo left before this one: a decaying maximum, so one slow or lost
+            # answer widens its early-probe wait for a few seconds (early probes are for
+            # members that answer every heartbeat promptly, not for lossy or loaded ones)
+            late = now - msg.echo
+            gap = msg.echo - old - tm.heartbeat
+            if old > 0 and gap > late:
+                late = gap
+            delays = gs.delay
+            kept = delays[s] - (delays[s] >> 3)
+            delays[s] = late if late > kept else kept
             if (
                 old + tm.lease <= gs.lease_until
                 and now < gs.lease_until

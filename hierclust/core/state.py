@@ -164,6 +164,7 @@ class GroupState:
         "status",
         "last",
         "echo",
+        "delay",
         "incs",
         "holders",
         "level",
@@ -230,9 +231,10 @@ class GroupState:
         self.holders: list[int] = NO_INTS
         self.last: list[int] = NO_INTS
         self.echo: list[int] = NO_INTS
+        self.delay: list[int] = NO_INTS  # leader: each member's recent echo delay (decaying max)
         self.status: bytearray = NO_BYTES
         self.incs: list[int] = NO_INTS
-        self.since: list[int] = NO_INTS
+        self.since: list[int] = NO_INTS  # tier >= 1: when a slot went pending; leaf: rounds
         self.child_terms: list[int] = NO_INTS
         self.lease_until = NEVER
         self.lease_reported = NEVER

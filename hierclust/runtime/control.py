@@ -2,7 +2,7 @@
 
 Request ``{"op": "status"}`` -> response ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 Operations: ``status``, ``leaders`` (only who leads what: cheap to poll), ``view {rank}`` (one
-node's own view, ``{"view": null}`` when this worker does not run it), ``kill {rank}``,
+node's own view, ``{"view": null}`` when this worker does not run it), ``kill {rank, silent}``,
 ``restart {rank, wipe}``, ``pause {rank, seconds}``, ``partition {ranks}``, ``heal``,
 ``admin {mode, ranges}`` (one local node issues admin notices for ``[[first, count], ...]``),
 ``reload-keyring`` (re-read the keyring file: key rotation without downtime), ``stop``.
@@ -15,6 +15,13 @@ event until the client closes it. A refused API request answers
 ``{"ok": false, "error": "...", "kind": "NotPrimary"}`` (the exception the client raises). The
 server never raises into the loop: a bad request gets an error response, a broken connection is
 closed.
+
+Who may ask: the socket can kill, restart and partition nodes, so only its owner may use it. Two
+locks, either enough on its own: the socket file is made mode 0600 right after it is bound (and
+the state directory it sits in is 0700 when hierclust creates it), and every connection's peer is
+checked with ``SO_PEERCRED``: a process of another user (root excepted, which no file mode stops
+anyway) gets one error line and is disconnected before anything it sent is read. The second lock
+covers the moment between bind and chmod, and a state directory an operator opened up.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +42,8 @@ from hierclust.runtime.service import DEFAULT_BUFFER, ServiceError, Subscription
 
 MAX_REQUEST_BYTES = 64 * 1024
 UNIX_PATH_MAX = 107
+SOCKET_MODE = 0o600
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
 EVENT_BYTES = 256
@@ -77,6 +88,7 @@ class ControlServer:
         self.server = await asyncio.start_unix_server(
             self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES
         )
+        os.chmod(self.path, SOCKET_MODE)
 
     async def close(self) -> None:
         if self.server is not None:
@@ -87,6 +99,13 @@ class ControlServer:
         self.path.unlink(missing_ok=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        refused = peer_refused(writer.get_extra_info("socket"))
+        if refused is not None:
+            writer.write(json.dumps({"ok": False, "error": refused}).encode() + b"\n")
+            with contextlib.suppress(Exception):
+                await writer.drain()
+            writer.close()
+            return
         try:
             while True:
                 try:
@@ -187,7 +206,8 @@ class ControlServer:
             if op == "view":
                 return {"ok": True, "view": host.view(int(request["rank"]))}
             if op == "kill":
-                return {"ok": True, "t_ns": host.kill(int(request["rank"]))}
+                silent = bool(request.get("silent", False))
+                return {"ok": True, "t_ns": host.kill(int(request["rank"]), silent=silent)}
             if op == "restart":
                 await host.restart(int(request["rank"]), wipe=bool(request.get("wipe", False)))
                 return {"ok": True}
@@ -218,6 +238,31 @@ class ControlServer:
             return {"ok": False, "error": str(exc), "kind": exc.kind}
         except (KeyError, ValueError, TypeError, OSError, KeyringError, NodeFailedError) as exc:
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def peer_uid(sock: socket.socket | None) -> int | None:
+    """The user id of the process at the other end of a unix socket (``SO_PEERCRED``), None
+    when the platform cannot tell."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if sock is None or option is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, option, _PEERCRED.size)
+    except OSError:
+        return None
+    return int(_PEERCRED.unpack(raw)[1])
+
+
+def peer_refused(sock: socket.socket | None, own_uid: int | None = None) -> str | None:
+    """Why a control connection is refused (its peer is another user, not root), or None."""
+    uid = peer_uid(sock)
+    own = os.geteuid() if own_uid is None else own_uid
+    if uid is None or uid in (own, 0):
+        return None
+    return (
+        f"refused: the control socket serves user id {own} only (and root); "
+        f"this connection is from user id {uid}"
+    )
 
 
 def request(path: Path, payload: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from hierclust.runtime.control import ControlError, request
 from hierclust.runtime.discover import pid_alive, udp_port_owner
 from hierclust.runtime.errors import DeployError
 from hierclust.runtime.launch import hosts_of
-from hierclust.runtime.state import state_to_json
+from hierclust.runtime.state import make_state_dir, state_to_json
 from hierclust.runtime.tiebreak import init_witness_states
 from hierclust.topology import Address, Topology
 
@@ -257,7 +257,7 @@ def deploy(
 ) -> tuple[Deployment, list[subprocess.Popen[bytes]]]:
     """Start every node of ``topology`` on this host in ``processes`` background workers."""
     check_addresses(topology)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    make_state_dir(state_dir)
     if running_deployment(state_dir) is not None:
         raise DeployError(
             f"{state_dir}: a deployment is already running; `hierclust stop --state-dir "

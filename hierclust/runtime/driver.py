@@ -104,7 +104,8 @@ def wall_offset_ns() -> int:
 class DriverStats:
     sent: int = 0
     sent_bytes: int = 0
-    received: int = 0
+    arrived: int = 0  # every datagram the socket handed over, whatever became of it
+    received: int = 0  # accepted by the codec
     suppressed: int = 0  # muted (quarantine), filtered (partition) or no address
     encode_errors: int = 0
     unreachable: int = 0
@@ -123,6 +124,7 @@ class NodeDriver:
         self.node: Node | None = None
         self.codec: Codec | None = None
         self.endpoint: UdpEndpoint | None = None
+        self.silenced: UdpEndpoint | None = None  # the bound, mute port of a silent crash
         self.timers: dict[tuple[Any, ...], asyncio.TimerHandle] = {}
         self.recv_task: asyncio.Task[None] | None = None  # (datagrams arrive by callback)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -154,6 +156,9 @@ class NodeDriver:
         address = self.ctx.addresses[self.rank]
         if address is None:
             raise OSError(f"{self.name} has no address in {self.ctx.topology.source}")
+        if self.silenced is not None:  # back from a silent crash: its port is ours again
+            self.silenced.close()
+            self.silenced = None
         for attempt in range(50):
             try:
                 self.endpoint = await UdpEndpoint.open(
@@ -218,10 +223,14 @@ class NodeDriver:
         )
         self.feed(Start(wall_offset_ns()))
 
-    def crash(self, reason: str = "killed", event: str = "Crashed") -> None:
+    def crash(
+        self, reason: str = "killed", event: str = "Crashed", *, silent: bool = False
+    ) -> None:
         """Stop at once, as a crash would: socket closed, timers dropped, no goodbye. ``event``
         names it in the log: ``Stopped`` for a clean stop of the whole host, ``Failed`` for an
-        error in the node's step or effects (:meth:`_fail`)."""
+        error in the node's step or effects (:meth:`_fail`). ``silent``: as a host losing
+        power, the port stays bound and drops everything, so peers get no ICMP "port
+        unreachable" (a closed port's shortcut to detection), only silence."""
         if self.node is None:
             return
         self.node = None
@@ -239,7 +248,11 @@ class NodeDriver:
             self.recv_task.cancel()
             self.recv_task = None
         if self.endpoint is not None:
-            self.endpoint.close()
+            if silent:
+                self.endpoint.silence()
+                self.silenced = self.endpoint
+            else:
+                self.endpoint.close()
             self.endpoint = None
         try:
             self.ctx.bus.note(
@@ -474,7 +487,14 @@ class NodeDriver:
 
     # -- receive path ------------------------------------------------------------------------------
     def on_datagram(self, data: bytes, peer: AddressTuple) -> None:
-        """One datagram from the socket (the endpoint's receiver; called by the event loop)."""
+        """One datagram from the socket (the endpoint's receiver; called by the event loop).
+        Counted in ``stats.arrived`` once, here: every arrival ends up accepted (``received``),
+        dropped by the codec (by reason), held for a paused or booting node, or suppressed, so
+        the counters account for every datagram the socket took in."""
+        self.stats.arrived += 1
+        self._handle(data, peer)
+
+    def _handle(self, data: bytes, peer: AddressTuple) -> None:
         if self.paused_until_ns and self._hold(data, peer):
             return
         codec = self.codec
@@ -535,7 +555,7 @@ class NodeDriver:
             return
         for data, peer in early:
             try:
-                self.on_datagram(data, peer)
+                self._handle(data, peer)
             except Exception:  # the receive path must survive anything one datagram does
                 _LOG.exception("%s: error handling a datagram from %s", self.name, peer)
 
@@ -547,7 +567,7 @@ class NodeDriver:
         self.paused_until_ns = 0
         for data, peer in held:
             try:
-                self.on_datagram(data, peer)
+                self._handle(data, peer)
             except Exception:  # the receive path must survive anything one datagram does
                 _LOG.exception("%s: error handling a datagram from %s", self.name, peer)
 
@@ -579,6 +599,7 @@ class NodeDriver:
         base["datagrams"] = {
             "sent": self.stats.sent,
             "sent_bytes": self.stats.sent_bytes,
+            "arrived": self.stats.arrived,
             "received": self.stats.received,
             "suppressed": self.stats.suppressed,
             "unreachable": self.stats.unreachable,

@@ -112,10 +112,11 @@ class NodeHost:
         except KeyError:
             raise KeyError(f"node rank {rank} is not run by this host") from None
 
-    def kill(self, rank: int) -> int:
-        """Crash a node now; returns the monotonic time of the kill."""
+    def kill(self, rank: int, *, silent: bool = False) -> int:
+        """Crash a node now (``silent``: as a power loss, see :meth:`NodeDriver.crash`);
+        returns the monotonic time of the kill."""
         t = time.monotonic_ns()
-        self.driver(rank).crash("killed")
+        self.driver(rank).crash("killed", silent=silent)
         return t
 
     async def restart(self, rank: int, *, wipe: bool = False) -> None:
@@ -179,6 +180,7 @@ class NodeHost:
             "lag_max_ms": self.ctx.lag_total_max_ns // MS,
             "partition": None if self.ctx.isolated is None else sorted(self.ctx.isolated),
             "nodes": [d.snapshot(now) for d in self.drivers.values()],
+            "witnesses": [w.snapshot() for w in self.witnesses],
             "admin": self.admin_notices(),
         }
 
@@ -223,6 +225,9 @@ class NodeHost:
             self._lag_task = None
         for driver in self.drivers.values():
             driver.crash("stopped", event="Stopped")
+            if driver.silenced is not None:
+                driver.silenced.close()
+                driver.silenced = None
         self.api.close()
         self._unsubscribe()
         for witness in self.witnesses:

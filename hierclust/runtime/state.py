@@ -19,6 +19,21 @@ STATE_VERSION = 1
 MAX_STATE_FILE_BYTES = 1 << 20
 
 
+STATE_DIR_MODE = 0o700
+"""A state directory hierclust creates is its owner's alone: it holds the control sockets (which
+can kill, restart and partition nodes), the generated keyring and the nodes' votes."""
+
+
+def make_state_dir(path: Path) -> Path:
+    """Create the state directory ``path`` (and its parents) if it is missing, mode 0700 set
+    explicitly (the umask could only narrow it); a directory that exists is left as it is (an
+    operator may have set it up on purpose, e.g. /var/lib/hierclust)."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=STATE_DIR_MODE)
+        os.chmod(path, STATE_DIR_MODE)
+    return path
+
+
 class StateFileError(ValueError):
     """A state file that exists but cannot be used; ``str()`` names the file and the problem."""
 

@@ -40,7 +40,7 @@ from hierclust.core.timeouts import MS
 from hierclust.core.types import Effect, Received, Send, SetTimer, TimerFired, witness_id
 from hierclust.core.witness import Witness
 from hierclust.runtime.context import HostContext, local_witnesses
-from hierclust.runtime.state import StateFileError, write_atomic
+from hierclust.runtime.state import StateFileError, make_state_dir, write_atomic
 from hierclust.runtime.transport import AddressTuple, UdpEndpoint
 from hierclust.topology import Topology
 
@@ -185,6 +185,7 @@ def init_witness_states(topology: Topology, state_dir: Path) -> tuple[list[Path]
     (created, already there). Only for a new witness: one that lost its state must not."""
     created: list[Path] = []
     existing: list[Path] = []
+    make_state_dir(state_dir)
     (state_dir / "nodes").mkdir(parents=True, exist_ok=True)
     for groups in local_witnesses(topology).values():
         for group in groups:
@@ -227,6 +228,11 @@ class WitnessServer:
         self.task: asyncio.Task[None] | None = None
         self.drop_log = DropLogger(prefix=f"witness {address[0]}:{address[1]}")
         self.failed_writes = 0
+        # one outcome per datagram (the group codecs each count the ones they were shown: a
+        # datagram for the second group is a wrong_dst to the first)
+        self.arrived = 0
+        self.accepted = 0
+        self.dropped: dict[DropReason, int] = dict.fromkeys(DropReason, 0)
 
     def state_path(self, group: int) -> Path:
         return witness_state_path(self.ctx.state_dir, self.ctx.topology, group)
@@ -266,16 +272,40 @@ class WitnessServer:
                 _LOG.exception("witness: error handling a datagram from %s", got[1])
 
     def _on_datagram(self, data: bytes, peer: AddressTuple) -> None:
+        self.arrived += 1
         result: Decoded | Dropped | None = None
         for group, codec in self.codecs.items():
             result = codec.decode(data)
             if isinstance(result, Decoded):
+                self.accepted += 1
                 self._step(group, Received(result.src, result.msg))
                 return
             if result.reason is not DropReason.WRONG_DST:
                 break
         if isinstance(result, Dropped):
+            self.dropped[result.reason] += 1
             self.drop_log.note(time.monotonic_ns(), result, peer=f"{peer[0]}:{peer[1]}")
+
+    def snapshot(self) -> dict[str, Any]:
+        """What ``status`` shows of this witness daemon: its groups' durable ``(term, holder)``
+        and its datagrams, one outcome each (``arrived`` = ``accepted`` + the ``dropped_*``)."""
+        counts: dict[str, int] = {"arrived": self.arrived, "accepted": self.accepted}
+        counts["dropped"] = sum(self.dropped.values())
+        counts.update({f"dropped_{reason.value}": n for reason, n in self.dropped.items()})
+        return {
+            "address": f"{self.address[0]}:{self.address[1]}",
+            "groups": [
+                {
+                    "group": g,
+                    "name": self.ctx.topology.by_index[g].name,
+                    "term": w.durable()[0],
+                    "holder": w.durable()[1],
+                }
+                for g, w in self.witnesses.items()
+            ],
+            "datagrams": counts,
+            "failed_writes": self.failed_writes,
+        }
 
     def _step(self, group: int, inp: Any) -> None:
         witness = self.witnesses[group]

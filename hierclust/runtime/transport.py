@@ -59,6 +59,10 @@ class _CallbackProtocol(asyncio.DatagramProtocol):
                 _LOG.exception("error handling an ICMP error report")
 
 
+def _drop(data: bytes, addr: Any) -> None:
+    """A silenced endpoint's receiver."""
+
+
 class UdpEndpoint:
     """A bound UDP socket plus either its receiver callback or its asyncio-dgram stream."""
 
@@ -152,6 +156,15 @@ class UdpEndpoint:
             if isinstance(addr, tuple) and len(addr) >= 2:
                 found.append((addr[0], addr[1]))
         return found
+
+    def silence(self) -> None:
+        """Keep the port bound but answer nothing and hand nothing on, as a host that lost
+        power: its peers get no "port unreachable", only silence. :meth:`close` ends it."""
+        if self.transport is not None:
+            protocol = self.transport.get_protocol()
+            if isinstance(protocol, _CallbackProtocol):
+                protocol.receiver = _drop
+                protocol.on_refused = None
 
     def close(self) -> None:
         if not self.closed:

@@ -23,7 +23,7 @@ from hierclust.runtime.context import HostContext
 from hierclust.runtime.control import ControlServer
 from hierclust.runtime.events import EventBus
 from hierclust.runtime.host import NodeHost
-from hierclust.runtime.state import StateFileError
+from hierclust.runtime.state import StateFileError, make_state_dir
 from hierclust.topology import Topology, load
 
 
@@ -71,6 +71,7 @@ class Serving:
         """Boot ``ranks`` of the topology (a file, or one already loaded) and serve them."""
         topology = topology_path if isinstance(topology_path, Topology) else load(topology_path)
         keyring = load_keyring(keyring_path)
+        make_state_dir(state_dir)
         (state_dir / "nodes").mkdir(parents=True, exist_ok=True)
         bus = EventBus(state_dir / f"events-{worker_id}.jsonl", topology)
         ctx = HostContext(topology, keyring, state_dir, bus)

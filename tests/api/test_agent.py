@@ -202,15 +202,21 @@ async def test_fencing_tokens_grow_across_re_elections(agent: Agent) -> None:
     for _ in range(2):
         leader = topology.rank(tokens[-1].leader)
         if leader == me:
-            break
-        agent.host.kill(leader)
+            agent.host.pause(me, 1.5)  # the observer leads: it stalls, the others elect
+        else:
+            agent.host.kill(leader)
         while True:
             event = await asyncio.wait_for(anext(events), 10)
-            if isinstance(event, LeaderChanged) and event.group == group and event.leader:
+            if (
+                isinstance(event, LeaderChanged)
+                and event.group == group
+                and event.leader not in (None, tokens[-1].leader)
+            ):
                 break
         assert await agent.wait_primary(timeout=10)
         tokens.append(await agent.fencing_token())
-        await agent.host.restart(leader)
+        if leader != me:
+            await agent.host.restart(leader)
     await events.aclose()
     assert len(tokens) >= 2
     terms = [t.term for t in tokens]

@@ -50,7 +50,7 @@ def test_with_the_plugin_a_host_cut_off_loses_its_worker_within_two_seconds() ->
     result = one_run(3, True, phases.append)
     print(result)
     assert phases[-1].startswith("cut off"), phases
-    assert result["victim"] == "cn3"
+    assert result["victim"] in ("cn2", "cn3")  # a host that leads nothing, not the scheduler's
     assert result["stimulus_id"] and result["stimulus_id"].startswith("hierclust-"), result
     assert result["removed_ms"] is not None and result["removed_ms"] < 2000, result
     assert result["rescheduled_ms"] is not None and result["rescheduled_ms"] < 2500, result

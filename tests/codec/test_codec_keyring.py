@@ -102,6 +102,7 @@ def test_keyring_file_errors_name_file_and_key(
 ) -> None:
     path = tmp_path / "cluster.keys"
     path.write_text(text)
+    path.chmod(0o600)
     with pytest.raises(KeyringError) as info:
         load_keyring(path)
     message = str(info.value)
@@ -117,12 +118,41 @@ def test_unreadable_oversized_and_binary_files(tmp_path: Path) -> None:
         load_keyring(missing)
     big = tmp_path / "big.toml"
     big.write_bytes(b"#" * (64 * 1024 + 1))
+    big.chmod(0o600)
     with pytest.raises(KeyringError, match="larger than 65536 bytes"):
         load_keyring(big)
     binary = tmp_path / "bin.toml"
     binary.write_bytes(b"\xff\xfe\x00")
+    binary.chmod(0o600)
     with pytest.raises(KeyringError, match="not UTF-8"):
         load_keyring(binary)
+
+
+@pytest.mark.parametrize(
+    ("mode", "who"),
+    [
+        (0o644, "its group and other users"),
+        (0o640, "its group"),
+        (0o604, "other users"),
+        (0o620, "its group"),  # writable by the group: someone could swap the keys
+    ],
+)
+def test_a_keyring_others_can_access_is_refused_with_the_fix(
+    tmp_path: Path, mode: int, who: str
+) -> None:
+    path = tmp_path / "keys.toml"
+    generate_keyring_file(path)
+    path.chmod(mode)
+    with pytest.raises(KeyringError) as info:
+        load_keyring(path)
+    assert str(info.value) == (
+        f"{path}: mode {mode:04o} lets {who} access the keys; "
+        f"make it private with `chmod 600 {path}`"
+    )
+    path.chmod(0o600)  # the fix the message names works
+    assert load_keyring(path).key_ids == (1,)
+    path.chmod(0o400)  # read-only for the owner is private too
+    assert load_keyring(path).key_ids == (1,)
 
 
 def test_keyring_limits() -> None:

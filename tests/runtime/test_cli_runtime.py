@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from hierclust.cli import app
 from hierclust.runtime.discover import pid_alive
-from hierclust.topology import generate_document
+from hierclust.topology import generate_document, load
 from tests.runtime.conftest import FAST, free_base_port
 
 runner = CliRunner()
@@ -96,6 +97,19 @@ def test_deploy_status_kill_stop(tmp_path: Path) -> None:
         }
         bad = hierclust("kill", "cn99", "--state-dir", str(state))
         assert bad.returncode == 2 and "cn99" in bad.stderr and "Traceback" not in bad.stderr
+        # a power loss: the node stops, its port stays bound (no ICMP); restart takes it back
+        power = hierclust("kill", "cn8", "--power", "--state-dir", str(state), "--json")
+        assert power.returncode == 0, power.stderr
+        assert json.loads(power.stdout)["how"] == "power"
+        address = load(topology).address(7)
+        assert address is not None
+        port = address.port
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with pytest.raises(OSError):
+            probe.bind(("127.0.0.1", port))  # still held by the mute node
+        probe.close()
+        back = hierclust("restart", "cn8", "--state-dir", str(state))
+        assert back.returncode == 0, back.stderr
     finally:
         stopped = hierclust("stop", "--state-dir", str(state), "--json")
     assert stopped.returncode == 0, stopped.stderr

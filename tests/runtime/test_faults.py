@@ -51,3 +51,21 @@ async def test_partition_and_heal(cluster9: Cluster) -> None:
     assert leaders.get(topology.root.index) not in (None, *cut.ranks)
     cluster9.host.partition(None)
     await wait_for(cluster9.all_led, 8.0, "every group led after healing")
+
+
+async def test_a_silent_kill_keeps_the_port_mute_and_is_found_by_probes(cluster9: Cluster) -> None:
+    """A power loss: no "port unreachable" shortcut, the leader's probes find it; a restart
+    takes the port back."""
+    await wait_for(cluster9.settled, 6.0, "leaders and quiet views")
+    leaders = set(cluster9.leaders().values())
+    victim = max(r for r in range(9) if r not in leaders)
+    driver = cluster9.host.drivers[victim]
+    cluster9.host.kill(victim, silent=True)
+    assert driver.endpoint is None and driver.silenced is not None and not driver.silenced.closed
+    others = set(range(9)) - {victim}
+    await wait_for(lambda: holders(cluster9, Failure, victim) >= others, 5.0, "the failure")
+    unreachable = sum(d.stats.unreachable for r, d in cluster9.host.drivers.items() if r != victim)
+    assert unreachable == 0  # nobody heard ICMP from the mute port
+    await cluster9.host.restart(victim)
+    assert driver.silenced is None and driver.running
+    await wait_for(lambda: holders(cluster9, Alive, victim) >= others, 8.0, "the comeback")
