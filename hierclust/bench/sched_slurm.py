@@ -17,10 +17,11 @@ it failed.
 (root), every node is a lab host (:class:`~hierclust.runtime.netns.NetnsLab`) running its
 ``slurmd`` and its hierclust agent, the controller is one more host (slurmctld, the witness of
 the root group, every Slurm client command), and the crash *cuts the node's host off* the
-bridge (``crash: cut``). Elsewhere the node's slurmd and hierclust node are killed at the same
-instant on 127.0.0.1 (``crash: kill``); that is kinder to both sides than a power loss, since
-the kernel then answers for the dead processes (refused connections, ICMP port unreachable,
-which hierclust takes as a hint), and ``config`` says which was measured.
+bridge (``crash: cut``). Elsewhere, on 127.0.0.1 (``crash: kill``), the node's slurmd is
+SIGKILLed and its hierclust node killed as a power loss at the same instant (its port stays
+bound and mute, so no ICMP "port unreachable" tells its peers); the kernel still refuses
+slurmctld's connections to the dead slurmd, which does not make Slurm any faster. ``config``
+says which was measured.
 
 ``requeued_ms`` includes Slurm's own delay before a requeued batch job may start again: the
 old credential's lifetime (``AuthInfo=cred_expire``; 120 s by default, 10 s in the lab) plus the
@@ -228,7 +229,9 @@ class Site:
             rank = self.names.index(node)
             for worker in Deployment.load(self.state).workers:
                 if rank in worker.ranks:
-                    request(worker.socket_path(self.state), {"op": "kill", "rank": rank})
+                    request(
+                        worker.socket_path(self.state), {"op": "kill", "rank": rank, "silent": True}
+                    )
 
     def stop(self) -> None:
         if self.netns is not None:
@@ -418,7 +421,7 @@ def run(
             "crash_means": (
                 "the node's lab host cut off the bridge (silence, as a power loss)"
                 if cut
-                else "the node's slurmd SIGKILLed and its hierclust node killed, on 127.0.0.1"
+                else "the node's slurmd SIGKILLed and its hierclust node killed mute, on 127.0.0.1"
             ),
             "victim": victim,
             "jobs": f"{max(1, nodes // 2)} one-node requeueable batch jobs (select/linear)",
