@@ -97,3 +97,16 @@ def test_stop_without_a_live_deployment_exits_2_and_names_the_live_ones(
     assert (
         answer["live_state_dirs"] == ["/srv/hc-a"] and "no such state directory" in answer["error"]
     )
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ([], "exactly one of --slurm or --dask"),
+        (["--slurm", "--dask"], "exactly one of --slurm or --dask"),
+        (["--slurm", "--crash", "pull-the-plug"], "--crash pull-the-plug: expected cut or kill"),
+        (["--slurm", "--out", "/nonexistent-dir/x.json"], "/nonexistent-dir is not a directory"),
+    ],
+)
+def test_bench_scheduler_refuses_bad_options(args: list[str], expected: str) -> None:
+    assert expected in one_error_line(["bench", "scheduler", *args])
