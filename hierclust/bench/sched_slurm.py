@@ -34,7 +34,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,11 +45,12 @@ from typing import Any
 
 import tomli_w
 
-from hierclust.bench.slurmlab import SlurmLab, SlurmLabError, free_tcp_ports
+from hierclust.bench.slurmlab import SlurmLab, SlurmLabError
 from hierclust.codec import generate_keyring_file
 from hierclust.runtime.control import request
 from hierclust.runtime.deploy import Deployment, init_states, stop
 from hierclust.runtime.netns import NetnsLab, unavailable
+from hierclust.runtime.transport import free_udp_base
 from hierclust.topology import generate_document, load
 
 Progress = Callable[[str], None]
@@ -253,23 +253,10 @@ class Site:
 
 
 def _free_udp_base(count: int) -> int:
-    for _ in range(50):
-        base = free_tcp_ports(1)[0]
-        if base + count > 65000:
-            continue
-        held: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                held.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise SlurmLabError(f"no {count} consecutive free UDP ports on 127.0.0.1")
+    try:
+        return free_udp_base(count)
+    except OSError as exc:
+        raise SlurmLabError(str(exc)) from None
 
 
 def _fill(lab: SlurmLab, jobs: int, timeout_s: float = 60.0) -> dict[int, str]:

@@ -9,7 +9,6 @@ exits 1; Ctrl-C (or SIGTERM) stops every process the run started and exits 130.
 from __future__ import annotations
 
 import gc
-import json
 import shutil
 import tempfile
 from enum import StrEnum
@@ -36,6 +35,7 @@ from hierclust.cli.common import (
     refuse,
     terminate_as_interrupt,
     topology_from_options,
+    write_report,
 )
 
 DEFAULT_BASE_PORT = 42000
@@ -128,15 +128,7 @@ def check_outputs(out_path: Path | None, plot: Path | None, as_json: bool) -> No
 
 
 def write_json(payload: dict[str, Any], as_json: bool, out_path: Path | None) -> None:
-    text = json.dumps(payload, indent=2) + "\n"
-    if as_json:
-        print(text, end="")
-    if out_path is None:
-        return
-    try:
-        out_path.write_text(text)
-    except OSError as exc:
-        fail(f"{out_path}: cannot write: {exc.strerror}", as_json)
+    write_report(payload, as_json, out_path)
 
 
 def console_for(as_json: bool) -> Any:

@@ -7,22 +7,20 @@ these commands on its ``bench`` group.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from hierclust.cli.common import (
-    EXIT_INTERRUPTED,
     JsonFlag,
     err,
     fail,
+    measuring,
     out,
     output_file,
-    progress_bar,
     refuse,
-    terminate_as_interrupt,
+    write_report,
 )
 
 
@@ -52,27 +50,13 @@ def api(
         output_file(out_path, "a JSON file", as_json)
     if subscribers >= nodes:
         fail(f"--subscribers {subscribers}: must be below --nodes {nodes}", as_json)
-    with terminate_as_interrupt(), progress_bar("api latency") as bar:
-        task = bar.add_task("deploying", total=kills)
-
-        def progress(phase: str, done: float, total: float) -> None:
-            bar.update(task, description=phase, completed=done, total=total)
-
-        try:
-            report: dict[str, Any] = run(
-                nodes, fanout, subscribers=subscribers, kills=kills, base_port=base_port,
-                progress=progress,
-            )  # fmt: skip
-        except DeployError as exc:
-            fail(str(exc), as_json)
-        except KeyboardInterrupt:
-            err.print("[red]interrupted[/]: every process this run started was stopped")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-    text = json.dumps(report, indent=2)
-    if out_path is not None:
-        out_path.write_text(text + "\n", encoding="utf-8")
+    with measuring("api latency", kills, as_json, (DeployError,)) as progress:
+        report: dict[str, Any] = run(
+            nodes, fanout, subscribers=subscribers, kills=kills, base_port=base_port,
+            progress=progress,
+        )  # fmt: skip
+    write_report(report, as_json, out_path)
     if as_json:
-        print(text)
         return
     s = report["summary"]
     out.print(
@@ -139,48 +123,39 @@ def scheduler(
     if out_path is not None:
         output_file(out_path, "a file for the JSON document", as_json)
     console = err if as_json else out
-    with terminate_as_interrupt(), progress_bar("scheduler") as bar:
-        task = bar.add_task("starting", total=None)
+    with measuring("scheduler", None, as_json) as step:
 
         def progress(text: str) -> None:
-            bar.update(task, description=text)
-            if not bar.console.is_terminal:
+            step(text)
+            if not err.is_terminal:
                 console.print(text, highlight=False)
 
-        try:
-            if slurm:
-                from hierclust.bench.sched_slurm import run as run_slurm
-                from hierclust.bench.slurmlab import SlurmLabError, install_hint, missing_programs
+        if slurm:
+            from hierclust.bench.sched_slurm import run as run_slurm
+            from hierclust.bench.slurmlab import SlurmLabError, install_hint, missing_programs
 
-                if missing_programs():
-                    fail(f"missing {', '.join(missing_programs())}: {install_hint()}", as_json)
-                try:
-                    result = run_slurm(
-                        nodes, slurmd_timeout=slurmd_timeout, repeats=repeats,
-                        progress=progress, crash=crash, victim=victim,
-                    )  # fmt: skip
-                except ValueError as exc:
-                    fail(str(exc), as_json)
-                except SlurmLabError as exc:
-                    refuse(f"the run failed: {exc}", as_json)
-            else:
-                from hierclust.bench.sched_dask import run as run_dask
+            if missing_programs():
+                fail(f"missing {', '.join(missing_programs())}: {install_hint()}", as_json)
+            try:
+                result = run_slurm(
+                    nodes, slurmd_timeout=slurmd_timeout, repeats=repeats,
+                    progress=progress, crash=crash, victim=victim,
+                )  # fmt: skip
+            except ValueError as exc:
+                fail(str(exc), as_json)
+            except SlurmLabError as exc:
+                refuse(f"the run failed: {exc}", as_json)
+        else:
+            from hierclust.bench.sched_dask import run as run_dask
 
-                def dask_progress(done: int, runs: int, phase: str) -> None:
-                    progress(f"{phase} (run {done} of {runs})")
+            def dask_progress(done: int, runs: int, phase: str) -> None:
+                progress(f"{phase} (run {done} of {runs})")
 
-                result = run_dask(nodes, repeats=repeats, progress=dask_progress)
-        except KeyboardInterrupt:
-            err.print("[red]interrupted[/]: every process this run started was stopped")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            result = run_dask(nodes, repeats=repeats, progress=dask_progress)
     for case in ("alone", "with_hierclust"):
         part = result.get(case, {})
         figures = ", ".join(
             f"{k} {part[k]:,.0f}" for k in ("down_ms", "requeued_ms") if part.get(k) is not None
         )
         console.print(f"{result.get('scheduler')} {case}: {figures or part}", highlight=False)
-    text = json.dumps(result, indent=2) + "\n"
-    if as_json:
-        print(text, end="")
-    if out_path is not None:
-        out_path.write_text(text)
+    write_report(result, as_json, out_path)

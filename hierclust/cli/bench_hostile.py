@@ -8,22 +8,19 @@ nothing accepted, every counter accounted for), 1 when it found something (the J
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from hierclust.cli.common import (
-    EXIT_INTERRUPTED,
     EXIT_NOT_DONE,
     JsonFlag,
-    err,
     fail,
+    measuring,
     out,
     output_file,
-    progress_bar,
-    terminate_as_interrupt,
+    write_report,
 )
 
 
@@ -61,12 +58,7 @@ def hostile(
 
     if out_path is not None:
         output_file(out_path, "a JSON file", as_json)
-    with terminate_as_interrupt(), progress_bar("hostile") as bar:
-        task = bar.add_task("deploying", total=datagrams)
-
-        def progress(phase: str, done: float, total: float) -> None:
-            bar.update(task, description=phase, completed=done, total=total)
-
+    with measuring("hostile", datagrams, as_json, (BenchError, DeployError)) as progress:
         try:
             report: dict[str, Any] = run(
                 datagrams, nodes=nodes, fanout=fanout, rate=rate, base_port=base_port,
@@ -78,18 +70,9 @@ def hostile(
                 f"{exc.strerror or exc}",
                 as_json,
             )
-        except (BenchError, DeployError) as exc:
-            fail(str(exc), as_json)
-        except KeyboardInterrupt:
-            err.print("[red]interrupted[/]: every process this run started was stopped")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-    text = json.dumps(report, indent=2)
-    if out_path is not None:
-        out_path.write_text(text + "\n", encoding="utf-8")
+    write_report(report, as_json, out_path)
     s = report["summary"]
-    if as_json:
-        print(text)
-    else:
+    if not as_json:
         out.print(
             f"{s['datagrams_sent']:,} hostile datagrams, {s['received']:,} received, "
             f"{s['dropped']:,} dropped, {s['accepted']} accepted; crashes {s['crashes']}, "

@@ -201,3 +201,39 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# -- measuring commands ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def measuring(
+    label: str, total: float | None, as_json: bool, refused: tuple[type[Exception], ...] = ()
+) -> Iterator[Any]:
+    """The frame of a command that runs a measurement: SIGTERM unwinds as Ctrl-C, a transient
+    progress bar, an exception of ``refused`` (bad input met on the way) exits 2 with its
+    message, an interrupt exits 130 once the run's own cleanup stopped what it started. Yields
+    ``progress(phase, done, total)``."""
+    with terminate_as_interrupt(), progress_bar(label) as bar:
+        task = bar.add_task("starting", total=total)
+
+        def progress(phase: str, done: float | None = None, of: float | None = None) -> None:
+            bar.update(task, description=phase, completed=done, total=of)
+
+        try:
+            yield progress
+        except refused as exc:
+            fail(str(exc), as_json)
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/]: every process this run started was stopped")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def write_report(report: dict[str, Any], as_json: bool, out_path: Path | None) -> None:
+    """A measurement's JSON document: on stdout with ``--json``, in ``out_path`` when given."""
+    text = json.dumps(report, indent=2) + "\n"
+    if as_json:
+        print(text, end="")
+    if out_path is not None:
+        try:
+            out_path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail(f"{out_path}: cannot write: {exc.strerror}", as_json)

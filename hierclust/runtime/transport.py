@@ -173,3 +173,29 @@ class UdpEndpoint:
                 self.stream.close()
             if self.transport is not None:
                 self.transport.close()
+
+
+def free_udp_base(count: int, host: str = "127.0.0.1") -> int:
+    """A first port with ``count`` consecutive UDP ports free on ``host``, checked by binding
+    them all (for tests and benchmarks that generate a topology); :class:`OSError` when 50
+    tries find none."""
+    for _ in range(50):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind((host, 0))
+        base = int(probe.getsockname()[1])
+        probe.close()
+        if base + count > 65000:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(sock)
+                sock.bind((host, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise OSError(f"no {count} consecutive free UDP ports on {host}")

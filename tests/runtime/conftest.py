@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from hierclust.runtime.context import HostContext
 from hierclust.runtime.events import EventBus, EventRecord
 from hierclust.runtime.host import NodeHost
 from hierclust.runtime.state import save_state
+from hierclust.runtime.transport import free_udp_base
 from hierclust.topology import Topology, from_dict, generate_document
 
 FAST = {"heartbeat_ms": 100, "suspect_after_ms": 400, "election_timeout_ms": 400, "lease_ms": 250}
@@ -26,26 +26,7 @@ FAST = {"heartbeat_ms": 100, "suspect_after_ms": 400, "election_timeout_ms": 400
 
 def free_base_port(count: int) -> int:
     """A base port with ``count`` consecutive free UDP ports on 127.0.0.1 (checked by binding)."""
-    for _ in range(50):
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        probe.bind(("127.0.0.1", 0))
-        base = int(probe.getsockname()[1])
-        probe.close()
-        if base + count > 65000:
-            continue
-        held: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                held.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError(f"no {count} consecutive free UDP ports")
+    return free_udp_base(count)
 
 
 def make_topology(nodes: int, fanout: int, **tuning: int) -> Topology:
