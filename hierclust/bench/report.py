@@ -13,6 +13,7 @@ __all__ = [
     "check_report",
     "document",
     "median_summary",
+    "notify_shortfall",
     "percentile",
     "ratio",
     "serf_ratios",
@@ -62,15 +63,50 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
     return round(numerator / denominator, 3)
 
 
-def serf_ratios(hierclust: dict[str, Any], serf: dict[str, Any]) -> dict[str, float | None]:
+def notify_shortfall(side: str, reports: list[dict[str, Any]]) -> str | None:
+    """Why ``side``'s notify_max cannot be compared, or None: a report (a run or a summary)
+    in which not every survivor was notified has a notify_max over only those that were, which
+    understates the time and flatters that side."""
+    for i, report in enumerate(reports):
+        notified, survivors = report.get("notified"), report.get("survivors")
+        if notified is None or survivors is None or notified != survivors:
+            where = f" (run {i + 1} of {len(reports)})" if len(reports) > 1 else ""
+            return f"{side} notified {notified} of {survivors} survivors{where}"
+    return None
+
+
+def serf_ratios(
+    hierclust: dict[str, Any],
+    serf: dict[str, Any],
+    *,
+    hierclust_runs: list[dict[str, Any]] | None = None,
+    serf_runs: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """``notify_max_ratio`` = serf / hierclust notify_max_ms (above 1: hierclust is faster);
-    ``datagrams_ratio`` = hierclust / serf msgs_per_node_per_s (above 1: hierclust costs more)."""
-    return {
-        "notify_max_ratio": ratio(serf.get("notify_max_ms"), hierclust.get("notify_max_ms")),
+    ``datagrams_ratio`` = hierclust / serf msgs_per_node_per_s (above 1: hierclust costs more).
+
+    ``notify_max_ratio`` is computed only when both sides notified every survivor (in every
+    run, when the runs are given, else in the summaries); otherwise it is None and
+    ``ratio_invalid`` names the side that fell short, by how much."""
+    reasons = [
+        reason
+        for reason in (
+            notify_shortfall("hierclust", hierclust_runs or [hierclust]),
+            notify_shortfall("serf", serf_runs or [serf]),
+        )
+        if reason is not None
+    ]
+    result: dict[str, Any] = {
+        "notify_max_ratio": None
+        if reasons
+        else ratio(serf.get("notify_max_ms"), hierclust.get("notify_max_ms")),
         "datagrams_ratio": ratio(
             hierclust.get("msgs_per_node_per_s"), serf.get("msgs_per_node_per_s")
         ),
     }
+    if reasons:
+        result["ratio_invalid"] = "; ".join(reasons)
+    return result
 
 
 def document(runs: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

@@ -8,8 +8,14 @@ Without a namespace the datagram figures are ``None``.
 
 Each agent's stdout is read by one thread that stamps every line with ``time.monotonic_ns()``
 as it arrives; a survivor is notified when its ``serf: EventMemberFailed: <victim>`` line is read
-(before Serf's event-handler coalescing, so Serf is measured at its fastest). The victim gets
-SIGKILL. Every process is stopped by PID and the namespace deleted at the end.
+(before Serf's event-handler coalescing, so Serf is measured at its fastest) **at or after the
+kill**: a failure of the same name logged earlier (a slow join) says nothing about this kill.
+The victim gets SIGKILL. Every process is stopped by PID and the namespace deleted at the end.
+
+Fairness with the hierclust side: false positives count from convergence (every agent sees every
+member alive), as hierclust's count from "every group led"; and the steady window opens only once
+Serf's datagram rate has settled (join gossip over), since the equal-budget heartbeat is derived
+from that rate.
 """
 
 from __future__ import annotations
@@ -36,7 +42,12 @@ RPC_BASE_PORT = 15373
 MAX_AGENTS = 1000
 JOIN_RE = re.compile(rb"EventMemberJoin: (\S+)")
 FAILED_RE = re.compile(rb"EventMemberFailed: (\S+)")
+GONE_RE = re.compile(rb"EventMember(?:Leave|Reap): (\S+)")
 MARKED_RE = re.compile(rb"Marking (\S+) as failed")
+AFTER_KILL_S = 60.0  # how long a run waits for every survivor's notice (both systems)
+SETTLE_INTERVAL_S = 1.0
+SETTLE_TOLERANCE = 0.10
+SETTLE_MAX_S = 30.0
 Progress = Callable[[str, float, float], None]
 
 
@@ -65,13 +76,106 @@ def skip_reason() -> str | None:
 
 
 @dataclass
+class AgentLog:
+    """What one agent's log said, each fact stamped with the reader's monotonic clock.
+
+    Every failure stamp is kept (not only the first) so a notice can be matched to the kill
+    that caused it; ``alive`` is the agent's current view, for convergence."""
+
+    joined: set[str] = field(default_factory=set)
+    alive: set[str] = field(default_factory=set)
+    failed_at: dict[str, list[int]] = field(default_factory=dict)
+    marked_at: dict[str, list[int]] = field(default_factory=dict)
+
+    def feed(self, line: bytes, t_ns: int) -> None:
+        if m := JOIN_RE.search(line):
+            name = m.group(1).decode()
+            self.joined.add(name)
+            self.alive.add(name)
+        elif m := FAILED_RE.search(line):
+            name = m.group(1).decode()
+            self.failed_at.setdefault(name, []).append(t_ns)
+            self.alive.discard(name)
+        elif m := GONE_RE.search(line):
+            self.alive.discard(m.group(1).decode())
+        elif m := MARKED_RE.search(line):
+            self.marked_at.setdefault(m.group(1).decode(), []).append(t_ns)
+
+
+def first_at_or_after(stamps: list[int], since_ns: int) -> int | None:
+    return min((t for t in stamps if t >= since_ns), default=None)
+
+
+def notified_at(logs: dict[str, AgentLog], victim: str, since_ns: int) -> dict[str, int]:
+    """Agent name -> its first ``EventMemberFailed`` for ``victim`` stamped at or after
+    ``since_ns`` (the kill); agents with only earlier failures of that name are not notified."""
+    seen: dict[str, int] = {}
+    for name, log in logs.items():
+        t = first_at_or_after(log.failed_at.get(victim, []), since_ns)
+        if t is not None:
+            seen[name] = t
+    return seen
+
+
+def false_failures(logs: dict[str, AgentLog], victim: str, since_ns: int) -> int:
+    """Distinct members other than ``victim`` that some agent declared failed at or after
+    ``since_ns`` (convergence, so both systems count from the same point)."""
+    return len(
+        {
+            member
+            for log in logs.values()
+            for member, stamps in log.failed_at.items()
+            if member != victim and any(t >= since_ns for t in stamps)
+        }
+    )
+
+
+def all_see_all_alive(logs: dict[str, AgentLog]) -> int:
+    """How many agents see every member (themselves included) alive."""
+    names = set(logs)
+    return sum(1 for log in logs.values() if names <= log.alive)
+
+
+def wait_rate_settled(
+    read: Callable[[], int | None],
+    *,
+    interval_s: float = SETTLE_INTERVAL_S,
+    tolerance: float = SETTLE_TOLERANCE,
+    max_s: float = SETTLE_MAX_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[float | None, list[int]]:
+    """Sample the counter ``read`` every ``interval_s`` until two consecutive per-interval
+    increments differ by less than ``tolerance`` of the larger; at most ``max_s``.
+
+    Returns (seconds waited, or None when the rate never settled or the counter is unreadable;
+    the increments seen). Join gossip makes the first seconds after convergence busier than
+    the steady state, so a window opened too early inflates the rate."""
+    previous = read()
+    if previous is None:
+        return None, []
+    deltas: list[int] = []
+    waited = 0.0
+    while waited + interval_s <= max_s + 1e-9:
+        sleep(interval_s)
+        waited += interval_s
+        current = read()
+        if current is None:
+            return None, deltas
+        deltas.append(current - previous)
+        previous = current
+        if len(deltas) >= 2:
+            a, b = deltas[-2], deltas[-1]
+            if abs(a - b) < tolerance * max(a, b, 1):
+                return round(waited, 3), deltas
+    return None, deltas
+
+
+@dataclass
 class Agent:
     index: int
     name: str
     process: subprocess.Popen[bytes]
-    joined: set[str] = field(default_factory=set)
-    failed_at: dict[str, int] = field(default_factory=dict)
-    marked_at: dict[str, int] = field(default_factory=dict)
+    log: AgentLog = field(default_factory=AgentLog)
 
 
 def udp_and_lo_counters(pid: int) -> tuple[int, int] | None:
@@ -111,6 +215,7 @@ class SerfCluster:
         self.selector = selectors.DefaultSelector()
         self.reader: threading.Thread | None = None
         self.stopping = threading.Event()
+        self.converged_ns: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> SerfCluster:
@@ -186,12 +291,7 @@ class SerfCluster:
                     partial[agent.index] = rest
                 with self.lock:
                     for line in lines:
-                        if m := JOIN_RE.search(line):
-                            agent.joined.add(m.group(1).decode())
-                        elif m := FAILED_RE.search(line):
-                            agent.failed_at.setdefault(m.group(1).decode(), t)
-                        elif m := MARKED_RE.search(line):
-                            agent.marked_at.setdefault(m.group(1).decode(), t)
+                        agent.log.feed(line, t)
 
     def close(self) -> None:
         """SIGTERM every agent by PID, SIGKILL what is left after 3 s, delete the namespace."""
@@ -220,24 +320,25 @@ class SerfCluster:
 
     # -- measurements ------------------------------------------------------------------------------
     def wait_converged(self, timeout_s: float, progress: Progress | None = None) -> float:
-        """Wait until every agent has seen all N members join; then check one agent's
-        ``serf members -status alive`` says N. Returns the seconds it took."""
+        """Wait until every agent sees every member alive (joined, and not failed since); then
+        check one agent's ``serf members -status alive`` says N. Returns the seconds it took;
+        :attr:`converged_ns` is the moment, from which false positives count."""
         start = time.monotonic()
         deadline = start + timeout_s
-        names = {a.name for a in self.agents}
         while True:
             for agent in self.agents:
                 if agent.process.poll() is not None:
                     raise SerfError(f"serf agent {agent.name} exited ({agent.process.returncode})")
             with self.lock:
-                done = sum(1 for a in self.agents if names <= a.joined)
+                done = all_see_all_alive(self.logs())
             if progress is not None:
                 progress("serf agents converging", done, self.nodes)
             if done == self.nodes:
+                self.converged_ns = time.monotonic_ns()
                 break
             if time.monotonic() > deadline:
                 raise SerfError(
-                    f"serf: only {done} of {self.nodes} agents saw every member within "
+                    f"serf: only {done} of {self.nodes} agents saw every member alive within "
                     f"{timeout_s:.0f} s"
                 )
             time.sleep(0.1)
@@ -247,6 +348,10 @@ class SerfCluster:
                 f"serf members on {self.agents[0].name}: {alive} alive, not {self.nodes}"
             )
         return time.monotonic() - start
+
+    def logs(self) -> dict[str, AgentLog]:
+        """Every agent's log by name; read under :attr:`lock`."""
+        return {a.name: a.log for a in self.agents}
 
     def members_alive(self, index: int) -> int:
         done = subprocess.run(
@@ -282,18 +387,24 @@ class SerfCluster:
         os.kill(self.agents[index].process.pid, signal.SIGKILL)
         return t
 
-    def failed_times(self, victim: str) -> dict[str, int]:
+    def failed_times(self, victim: str, since_ns: int) -> dict[str, int]:
         with self.lock:
-            return {a.name: a.failed_at[victim] for a in self.agents if victim in a.failed_at}
+            return notified_at(self.logs(), victim, since_ns)
 
-    def false_failures(self, victim: str) -> int:
+    def false_failures(self, victim: str, since_ns: int) -> int:
         with self.lock:
-            return len({n for a in self.agents for n in a.failed_at if n != victim})
+            return false_failures(self.logs(), victim, since_ns)
 
-    def first_marked(self, victim: str) -> int | None:
+    def first_marked(self, victim: str, since_ns: int) -> int | None:
         with self.lock:
-            times = [a.marked_at[victim] for a in self.agents if victim in a.marked_at]
-        return min(times) if times else None
+            times = [
+                first_at_or_after(a.log.marked_at.get(victim, []), since_ns) for a in self.agents
+            ]
+        return min((t for t in times if t is not None), default=None)
+
+    def datagrams(self) -> int | None:
+        got = self.counters()
+        return None if got is None else got[0]
 
 
 def serf_run(
@@ -304,17 +415,31 @@ def serf_run(
     *,
     steady_s: float = 5.0,
     converge_timeout_s: float = 120.0,
-    after_s: float = 60.0,
+    after_s: float = AFTER_KILL_S,
+    settle_max_s: float = SETTLE_MAX_S,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """One Serf run: start, converge, measure a steady window, SIGKILL one agent, wait until
-    every survivor logs ``EventMemberFailed`` for it; a report (docs/architecture.md §5) with
-    mode "serf"."""
+    """One Serf run: start, converge, wait for the datagram rate to settle, measure a steady
+    window, SIGKILL one agent, wait until every survivor logs ``EventMemberFailed`` for it
+    after the kill; a report (docs/architecture.md §5) with mode "serf"."""
     with SerfCluster(nodes) as cluster:
         started = time.monotonic_ns()
         cluster.start(progress)
         converge_s = cluster.wait_converged(converge_timeout_s, progress)
-        time.sleep(1.0)
+        converged_ns = cluster.converged_ns or time.monotonic_ns()
+
+        def settle_sleep(seconds: float) -> None:
+            if progress is not None:
+                progress("serf datagram rate settling", 0, 1)
+            time.sleep(seconds)
+
+        settle_start = time.monotonic()
+        settle_s, settle_deltas = wait_rate_settled(
+            cluster.datagrams, max_s=settle_max_s, sleep=settle_sleep
+        )
+        if cluster.netns is None:
+            time.sleep(1.0)  # no counters to watch: the old fixed pause
+        settle_waited_s = time.monotonic() - settle_start
         before, cpu0, t0 = cluster.counters(), cluster.cpu_seconds(), time.monotonic_ns()
         end = time.monotonic() + steady_s
         while time.monotonic() < end:
@@ -328,7 +453,7 @@ def serf_run(
         survivors = {a.name for a in cluster.agents} - {victim}
         deadline = time.monotonic() + after_s
         while time.monotonic() < deadline:
-            seen = cluster.failed_times(victim)
+            seen = cluster.failed_times(victim, t_kill)
             if progress is not None:
                 progress(
                     f"serf kill {victim}: notified", len(seen.keys() & survivors), len(survivors)
@@ -336,9 +461,9 @@ def serf_run(
             if survivors <= seen.keys():
                 break
             time.sleep(0.05)
-        seen = cluster.failed_times(victim)
+        seen = cluster.failed_times(victim, t_kill)
         delays = sorted((t - t_kill) / MS for n, t in seen.items() if n in survivors)
-        marked = cluster.first_marked(victim)
+        marked = cluster.first_marked(victim, t_kill)
         msgs = bytes_rate = None
         if before is not None and after is not None:
             msgs = round((after[0] - before[0]) / nodes / window_s, 3)
@@ -360,7 +485,7 @@ def serf_run(
             "reelect_ms": None,
             "groups_disturbed": None,
             "elections_elsewhere": None,
-            "false_positives": cluster.false_failures(victim),
+            "false_positives": cluster.false_failures(victim, converged_ns),
             "msgs_per_node_per_s": msgs,
             "bytes_per_node_per_s": bytes_rate,
             "cpu_cores": round((cpu1 - cpu0) / window_s, 3),
@@ -368,6 +493,20 @@ def serf_run(
             "version": f"serf {serf_version(cluster.binary)}",
             "serf": {
                 "converge_s": round(converge_s, 2),
+                "converged_ms": round((converged_ns - started) / MS, 1),
+                "false_positives_from": "converged: every agent sees every member alive",
+                "false_positives_incl_boot": cluster.false_failures(victim, 0),
+                "settle_s": settle_s,
+                "settle_waited_s": round(settle_waited_s, 3),
+                "settle_rule": (
+                    f"two consecutive {SETTLE_INTERVAL_S:g} s datagram counts within "
+                    f"{SETTLE_TOLERANCE:.0%}, at most {settle_max_s:g} s"
+                    if cluster.netns is not None
+                    else "no namespace counters: fixed 1 s pause"
+                ),
+                "settle_datagrams_per_s_total": [
+                    round(d / SETTLE_INTERVAL_S, 1) for d in settle_deltas
+                ],
                 "window_s": round(window_s, 3),
                 "namespace": cluster.netns is not None,
                 "datagrams_counted": "UDP OutDatagrams of the run's own network namespace"

@@ -384,6 +384,7 @@ class UdpRun(Demo):
                 "kill_mode": self.kill_mode,
                 "uvloop": self.use_uvloop,
                 "all_led_ms": round((all_led_ns - started) / MS, 1),
+                "false_positives_from": "converged: every group led (all_led_ms)",
                 "window_s": round(window_s, 3),
                 "detected_by": outcome["detected_by"],
                 "reelected": outcome["reelected"],

@@ -199,6 +199,7 @@ def _runs(
     label: str,
     kill_mode: str = "host",
     boot_timeout_s: float = 120.0,
+    after_s_min: float = 10.0,
     failures: list[dict[str, Any]] | None = None,
     as_json: bool = False,
 ) -> list[dict[str, Any]]:
@@ -235,7 +236,7 @@ def _runs(
             one_process_per_node=one_process_per_node,
             use_uvloop=use_uvloop,
             steady_s=steady_s,
-            after_s=max(10.0, after_ms / 1000),
+            after_s=max(after_s_min, after_ms / 1000),
             boot_timeout_s=boot_timeout_s,
             progress=udp_step,
             failures=failures,
@@ -324,6 +325,12 @@ def bench(
                 "as_json": as_json,
                 "kill_mode": kill_mode.value,
             }
+            if vs == "serf":
+                from hierclust.bench.serf import AFTER_KILL_S
+
+                # the same bound on the wait for every survivor's notice as Serf gets: a shorter
+                # one could cut hierclust's slowest survivors off and shrink its notify_max
+                options["after_s_min"] = AFTER_KILL_S
             runs = _run_or_fail(
                 mode, topology, path, kill, repeats, seed, label=f"{mode.value} bench", **options
             )
@@ -360,6 +367,10 @@ def bench(
     serf = result["summary"].get("serf")
     if isinstance(serf, dict) and "skipped" in serf:
         console.print(f"serf: skipped, {serf['skipped']}", highlight=False)
+    if "ratio_invalid" in result["summary"]:
+        console.print(
+            f"notify_max_ratio: none, {result['summary']['ratio_invalid']}", highlight=False
+        )
     if plot is not None:
         _plot(plot, mode, runs, series, title)
         console.print(f"wrote {plot}")
@@ -502,7 +513,7 @@ def _vs_serf(
 ) -> dict[str, Any]:
     """Serf on the same box with the same victim, then (optionally) hierclust at Serf's
     datagram budget; the summary keys ``serf``, both ratios and ``equal_budget``."""
-    from hierclust.bench.serf import SerfError, serf_run, skip_reason
+    from hierclust.bench.serf import AFTER_KILL_S, SerfError, serf_run, skip_reason
 
     reason = skip_reason()
     if reason is not None:
@@ -529,6 +540,7 @@ def _vs_serf(
                         run["victim_role"],
                         seed + i,
                         steady_s=max(steady_s, 5.0),
+                        after_s=AFTER_KILL_S,
                         progress=step,
                     )  # fmt: skip
                 )
@@ -536,7 +548,7 @@ def _vs_serf(
                 refuse(str(exc), bool(options.get("as_json")))
     serf_summary = summarize(serf_runs)
     hier = summarize(runs)
-    ratios = serf_ratios(hier, serf_summary)
+    ratios = serf_ratios(hier, serf_summary, hierclust_runs=runs, serf_runs=serf_runs)
     part: dict[str, Any] = {
         "summary": {"serf": serf_summary, **ratios},
         "serf_runs": serf_runs,
@@ -570,8 +582,13 @@ def _vs_serf(
         mode, tuned, path, kill, repeats, seed, label="hierclust at serf's budget", **options
     )
     budget_summary = summarize(budget_runs)
-    budget_summary.update(serf_ratios(budget_summary, serf_summary))
+    budget_summary.update(
+        serf_ratios(budget_summary, serf_summary, hierclust_runs=budget_runs, serf_runs=serf_runs)
+    )
     budget_summary["tuning"] = tuning
+    # the heartbeat comes from Serf's steady window, which opens once its rate has settled
+    budget_summary["serf_msgs_per_node_per_s"] = serf_rate
+    budget_summary["serf_settle_s"] = [r["serf"].get("settle_s") for r in serf_runs]
     part["summary"]["equal_budget"] = budget_summary
     part["budget_runs"] = budget_runs
     part["columns"][f"hierclust hb {heartbeat_ms} ms"] = budget_summary

@@ -144,5 +144,12 @@ def test_serf_run_reports_every_survivor_failed() -> None:
     assert run["victim"] == "s3" and run["survivors"] == 4 and run["notified"] == 4
     assert run["false_positives"] == 0
     assert run["notify_max_ms"] is not None and run["notify_max_ms"] > 0
+    assert run["serf"]["converged_ms"] < run["kill_at_ms"]
+    assert run["serf"]["false_positives_from"].startswith("converged")
     if run["serf"]["namespace"]:
         assert run["msgs_per_node_per_s"] is not None and run["msgs_per_node_per_s"] > 0
+        # the window opened once two 1 s datagram counts agreed within 10 %, or after 30 s
+        rates = run["serf"]["settle_datagrams_per_s_total"]
+        assert len(rates) >= 2 and run["serf"]["settle_waited_s"] >= 2.0
+        if run["serf"]["settle_s"] is not None:
+            assert abs(rates[-1] - rates[-2]) < 0.1 * max(rates[-1], rates[-2])

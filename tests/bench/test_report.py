@@ -78,12 +78,13 @@ def test_document_is_runs_plus_summary_and_checks_each_run() -> None:
 
 
 def test_ratios_serf_over_hierclust_and_hierclust_over_serf() -> None:
-    hier = {"notify_max_ms": 800.0, "msgs_per_node_per_s": 10.0}
-    serf = {"notify_max_ms": 9600.0, "msgs_per_node_per_s": 2.5}
+    hier = {"notify_max_ms": 800.0, "msgs_per_node_per_s": 10.0, "notified": 9, "survivors": 9}
+    serf = {"notify_max_ms": 9600.0, "msgs_per_node_per_s": 2.5, "notified": 9, "survivors": 9}
     assert serf_ratios(hier, serf) == {"notify_max_ratio": 12.0, "datagrams_ratio": 4.0}
     assert ratio(1, 3) == 0.333
     assert ratio(None, 3) is None and ratio(3, None) is None and ratio(3, 0) is None
-    assert serf_ratios(hier, {"notify_max_ms": None, "msgs_per_node_per_s": None}) == {
+    nothing = {"notify_max_ms": None, "msgs_per_node_per_s": None, "notified": 9, "survivors": 9}
+    assert serf_ratios(hier, nothing) == {
         "notify_max_ratio": None,
         "datagrams_ratio": None,
     }
