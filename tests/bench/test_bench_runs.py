@@ -148,8 +148,8 @@ def test_serf_run_reports_every_survivor_failed() -> None:
     assert run["serf"]["false_positives_from"].startswith("converged")
     if run["serf"]["namespace"]:
         assert run["msgs_per_node_per_s"] is not None and run["msgs_per_node_per_s"] > 0
-        # the window opened once two 1 s datagram counts agreed within 10 %, or after 30 s
+        # the window opened once five 1 s datagram counts agreed within 10 %, or after 60 s
         rates = run["serf"]["settle_datagrams_per_s_total"]
-        assert len(rates) >= 2 and run["serf"]["settle_waited_s"] >= 2.0
+        assert len(rates) >= 5 and run["serf"]["settle_waited_s"] >= 5.0
         if run["serf"]["settle_s"] is not None:
-            assert abs(rates[-1] - rates[-2]) < 0.1 * max(rates[-1], rates[-2])
+            assert max(rates[-5:]) - min(rates[-5:]) < 0.1 * max(rates[-5:])
