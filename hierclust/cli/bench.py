@@ -26,6 +26,7 @@ from hierclust.cli.common import (
     FanoutOpt,
     JsonFlag,
     NodesOpt,
+    OutOpt,
     command_group,
     err,
     fail,
@@ -72,10 +73,6 @@ TopologyOpt = Annotated[
     typer.Option(
         "--topology", help="Topology file (.toml); udp needs addresses.", show_default=False
     ),
-]
-OutOpt = Annotated[
-    Path | None,
-    typer.Option("--out", help="Write the JSON document to this file.", show_default=False),
 ]
 PlotOut = Annotated[
     Path | None, typer.Option("--plot", help="Write a plot (PNG) here.", show_default=False)
@@ -125,10 +122,6 @@ def check_outputs(out_path: Path | None, plot: Path | None, as_json: bool) -> No
         output_file(out_path, "a file for the JSON document", as_json)
     if plot is not None:
         output_file(plot, "a PNG file for the plot", as_json)
-
-
-def write_json(payload: dict[str, Any], as_json: bool, out_path: Path | None) -> None:
-    write_report(payload, as_json, out_path)
 
 
 def console_for(as_json: bool) -> Any:
@@ -361,7 +354,7 @@ def bench(
         result["failed_repeats"] = failures
         for failure in failures:
             console.print(f"[yellow]repeat skipped:[/] {failure['error']}", highlight=False)
-    write_json(result, as_json, out_path)
+    write_report(result, as_json, out_path)
     title = f"{mode.value}: {topology.num_nodes:,} nodes, kill {kill}, {repeats} repeat(s), medians"
     console.print(summary_table(title, columns))
     serf = result["summary"].get("serf")
@@ -471,7 +464,7 @@ def sweep(
     }
     if skipped:
         result["failed"] = skipped
-    write_json(result, as_json, out_path)
+    write_report(result, as_json, out_path)
     console.print(
         f"datagrams per node per second: largest deviation from the mean {spread}",
         highlight=False,

@@ -7,13 +7,13 @@ these commands on its ``bench`` group.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from hierclust.cli.common import (
     JsonFlag,
+    OutOpt,
     err,
     fail,
     measuring,
@@ -32,10 +32,7 @@ def api(
     ] = 16,
     kills: Annotated[int, typer.Option("--kills", min=1, help="Rounds: one kill each.")] = 5,
     base_port: Annotated[int, typer.Option("--base-port", help="First UDP port.")] = 21000,
-    out_path: Annotated[
-        Path | None,
-        typer.Option("--out", help="Write the JSON document to this file.", show_default=False),
-    ] = None,
+    out_path: OutOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """API event latency: from a node learning to its subscriber.
@@ -99,10 +96,7 @@ def scheduler(
             "members take over).",
         ),
     ] = "member",
-    out_path: Annotated[
-        Path | None,
-        typer.Option("--out", help="Write the JSON document to this file.", show_default=False),
-    ] = None,
+    out_path: OutOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """A node crashes under Slurm or Dask: how soon its work moves.

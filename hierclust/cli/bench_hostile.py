@@ -8,7 +8,6 @@ nothing accepted, every counter accounted for), 1 when it found something (the J
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +15,7 @@ import typer
 from hierclust.cli.common import (
     EXIT_NOT_DONE,
     JsonFlag,
+    OutOpt,
     fail,
     measuring,
     out,
@@ -39,10 +39,7 @@ def hostile(
     base_port: Annotated[
         int, typer.Option("--base-port", help="First UDP port (the witness one below).")
     ] = 23000,
-    out_path: Annotated[
-        Path | None,
-        typer.Option("--out", help="Write the JSON document to this file.", show_default=False),
-    ] = None,
+    out_path: OutOpt = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Hostile datagrams at live agents and a witness: none may get in.

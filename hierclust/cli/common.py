@@ -203,6 +203,12 @@ def terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", help="Write the JSON document to this file.", show_default=False),
+]
+
+
 # -- measuring commands ----------------------------------------------------------------------------
 @contextlib.contextmanager
 def measuring(
