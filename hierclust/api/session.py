@@ -284,13 +284,10 @@ def resolve_ranks(topology: Topology, nodes: str | Iterable[str]) -> list[int]:
 
 
 def rank_of(topology: Topology, name: str) -> int:
-    try:
-        return topology.rank(name)
-    except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(
-            name, [topology.node_name(r) for r in range(min(topology.num_nodes, 100_000))], 1
-        )
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise UnknownNode(f"node {name}: not in the topology {topology.source}{hint}") from None
+    """The rank of node ``name``; :class:`UnknownNode` naming the nodes there are (folded, as
+    the command line does) when it is not one of them."""
+    found = topology.names.rank(name)
+    if found is None:
+        nodes = topology.hostlist(topology.root)
+        raise UnknownNode(f"node {name}: not in the topology {topology.source} (nodes: {nodes})")
+    return found
