@@ -163,9 +163,9 @@ class Client(Session):
 
 
 def _elsewhere(directory: Path) -> str:
-    from hierclust.runtime.discover import live_state_dirs
+    from hierclust.runtime.discover import live_elsewhere
 
-    others = [str(d) for d in live_state_dirs() if d.resolve() != directory.resolve()]
+    others = live_elsewhere(directory)
     if others:
         return f"; hierclust runs in {', '.join(others[:3])} (pass it as state_dir)"
     return "; no hierclust deployment runs on this host (`hierclust deploy` starts one)"

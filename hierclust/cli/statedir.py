@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from hierclust.cli.common import fail, load_or_fail
-from hierclust.runtime.discover import default_state_dir, live_state_dirs
+from hierclust.runtime.discover import default_state_dir, live_elsewhere
 from hierclust.topology import Topology
 
 StateDirOpt = Annotated[
@@ -26,8 +26,7 @@ StateDirOpt = Annotated[
 def elsewhere(state_dir: Path, command: str) -> tuple[str, list[str]]:
     """A hint naming the other state directories with live hierclust processes, and their
     list (for ``--json``)."""
-    here = Path(state_dir).resolve()
-    others = [str(d) for d in live_state_dirs() if d.resolve() != here]
+    others = live_elsewhere(state_dir)
     if not others:
         return "no hierclust worker or agent runs on this host", []
     if len(others) == 1:

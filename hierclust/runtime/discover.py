@@ -114,6 +114,13 @@ def processes(proc: Path = PROC) -> Iterator[HierclustProcess]:
         yield HierclustProcess(int(entry.name), Path(os.path.normpath(state_dir)), role)
 
 
+def live_elsewhere(state_dir: Path) -> list[str]:
+    """The state directories other than ``state_dir`` with live hierclust processes (what an
+    error about a directory without a deployment points to)."""
+    here = Path(state_dir).resolve()
+    return [str(d) for d in live_state_dirs() if d.resolve() != here]
+
+
 def live_state_dirs(proc: Path = PROC) -> dict[Path, list[int]]:
     """State directory -> PIDs of the hierclust processes running in it."""
     found: dict[Path, list[int]] = {}
