@@ -617,12 +617,14 @@ def _plot(
 
 
 def _register_embedding_benchmarks() -> None:
+    from hierclust.cli.bench_corosync import partition
     from hierclust.cli.bench_embed import api, scheduler
     from hierclust.cli.bench_hostile import hostile
 
     app.command("api")(api)
     app.command("scheduler")(scheduler)
     app.command("hostile")(hostile)
+    app.command("partition")(partition)
 
 
 _register_embedding_benchmarks()

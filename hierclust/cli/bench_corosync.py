@@ -9,7 +9,7 @@ or a run that does not reach its state, exits 1.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -17,6 +17,8 @@ from rich.table import Table
 from hierclust.bench.report import document, notify_shortfall, ratio, summarize
 from hierclust.cli.common import (
     EXIT_INTERRUPTED,
+    JsonFlag,
+    OutOpt,
     err,
     fail,
     out,
@@ -28,6 +30,7 @@ from hierclust.cli.common import (
 )
 
 MAX_LAB_HOSTS = 64
+PARTITION_ROWS = ("minority_stopped_ms", "majority_decided_ms", "heal_ms")
 KILL_ROWS = (
     "detect_ms", "notify_p50_ms", "notify_max_ms", "notified", "survivors", "false_positives",
     "msgs_per_node_per_s", "bytes_per_node_per_s", "cpu_cores",
@@ -129,3 +132,101 @@ def kill_vs_corosync(
         console.print(f"notify_max_ratio (corosync / hierclust): {summary['notify_max_ratio']}")
     else:
         console.print(f"notify_max_ratio: none, {summary.get('ratio_invalid')}", highlight=False)
+
+
+def partition(
+    nodes: Annotated[int, typer.Option("--nodes", help="Lab hosts, one node each.")] = 8,
+    minority: Annotated[
+        int, typer.Option("--minority", help="Nodes cut off (hosts 1..M), at most half.")
+    ] = 3,
+    fanout: Annotated[
+        int | None,
+        typer.Option(
+            "--fanout",
+            help="Group size (default: --minority, so the minority is one leaf group).",
+            show_default=False,
+        ),
+    ] = None,
+    witness: Annotated[
+        bool,
+        typer.Option(
+            "--witness", help="Run the root's witness on one more host, on the majority's side."
+        ),
+    ] = False,
+    vs: Annotated[
+        str | None, typer.Option("--vs", help="Also run the same cut on: corosync.")
+    ] = None,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, max=20, help="Runs (medians).")] = 1,
+    as_json: JsonFlag = False,
+    out_path: OutOpt = None,
+) -> None:
+    """Cut a minority off, then heal: when the minority stops, when the majority decides, how
+    soon everyone is one again; hierclust (and Corosync with --vs corosync) on lab hosts.
+
+    --json prints the document ({"config", "summary", "runs"}) on stdout, --out writes it.
+    """
+    if vs not in (None, "corosync"):
+        fail(f"--vs: expected corosync, got {vs!r}", as_json)
+    if not 3 <= nodes <= MAX_LAB_HOSTS:
+        fail(f"--nodes: 3..{MAX_LAB_HOSTS} (one lab host each), got {nodes}", as_json)
+    if not 1 <= minority <= nodes // 2:
+        fail(
+            f"--minority: 1..{nodes // 2} (at most half of --nodes {nodes}), got {minority}",
+            as_json,
+        )
+    group = minority if fanout is None else fanout
+    if not 2 <= group <= nodes:
+        fail(f"--fanout: 2..{nodes}, got {group} (give --fanout when --minority is 1)", as_json)
+    if out_path is not None:
+        output_file(out_path, "a file for the JSON document", as_json)
+    reason = lab_unavailable(need_corosync=vs == "corosync")
+    if reason is not None:
+        refuse(f"bench partition: {reason}", as_json)
+    from hierclust.bench.partition import partition_runs, partition_summary
+
+    with terminate_as_interrupt():
+        try:
+            with progress_bar("partition") as bar:
+                task = bar.add_task("starting", total=1.0)
+
+                def step(phase: str, done: float, total: float) -> None:
+                    bar.update(task, completed=done, total=max(total, 1e-9), description=phase)
+
+                hier, coro = partition_runs(
+                    nodes, minority, fanout=group, witness=witness, corosync=vs == "corosync",
+                    repeats=repeats, progress=step,
+                )  # fmt: skip
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/]: every process this run started was stopped")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except RuntimeError as exc:
+            refuse(str(exc), as_json)
+    summary = partition_summary(hier)
+    result: dict[str, Any] = {
+        "config": {
+            "nodes": nodes,
+            "minority": minority,
+            "fanout": group,
+            "witness": witness,
+            "vs": vs,
+            "repeats": repeats,
+        },  # fmt: skip
+        "summary": summary,
+        "runs": hier,
+    }
+    if coro:
+        summary["corosync"] = partition_summary(coro)
+        result["corosync_runs"] = coro
+    write_report(result, as_json, out_path)
+    console = err if as_json else out
+    table = Table(title=f"{nodes} lab hosts, {minority} cut off, {repeats} repeat(s), medians")
+    table.add_column("measure")
+    table.add_column("hierclust", justify="right")
+    if coro:
+        table.add_column("corosync", justify="right")
+    for key in (*PARTITION_ROWS, "primary_side"):
+        row = [str(summary.get(key))]
+        if coro:
+            row.append(str(summary["corosync"].get(key)))
+        table.add_row(key, *row)
+    console.print(table)
