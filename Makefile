@@ -49,9 +49,9 @@ bench: $(STAMP) ## Benchmarks: JSON and plots in /tmp/hierclust-bench (docs/benc
 	$(BIN)/hierclust bench --mode udp --nodes 1000 --fanout 16 --kill leader --out $(BENCH_OUT)/udp1000-leader.json --plot $(BENCH_OUT)/udp1000-leader.png
 	$(BIN)/hierclust bench --mode udp --nodes 100 --fanout 16 --kill leaf --vs serf --uvloop --out $(BENCH_OUT)/serf100.json --plot $(BENCH_OUT)/serf100.png
 
-bench-deps: ## Install what `hierclust bench --vs serf` compares with (Debian's serf; as root)
+bench-deps: ## Install what `bench --vs serf` and `--vs corosync` compare with (Debian; as root)
 	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y serf
+	DEBIAN_FRONTEND=noninteractive apt-get install -y serf corosync
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
