@@ -5,7 +5,7 @@ directory of its own (``state/<address>``), started on its host (in the host's n
 namespaces) the way ``deploy --hosts --exec`` would; when the topology has a witness and a host
 is given for it, ``hierclust witness`` runs there. The topology is a generated one (``--nodes``,
 ``--fanout``) with every node at ``<its host's address>:<base_port + rank>`` and the default
-tuning, so both systems run their defaults.
+tuning unless the caller gives other ``[defaults]``, so both systems run their defaults.
 
 Times: every agent stamps its events and snapshots with its host's monotonic clock, which runs
 :meth:`~hierclust.runtime.netns.NetnsLab.clock_offset_s` seconds ahead of this box's; each
@@ -76,6 +76,7 @@ class LabNodes:
         nodes: int,
         fanout: int,
         witness_host: int | None = None,
+        tuning: dict[str, int] | None = None,
     ) -> None:
         if nodes > len(lab.host_ns):
             raise LabNodesError(f"{nodes} nodes need {nodes} lab hosts, the lab has fewer")
@@ -85,6 +86,8 @@ class LabNodes:
         generate_keyring_file(directory / "lab.keyring")
         document = lab_document(lab, nodes, fanout, witness_host)
         document["cluster"]["secret_file"] = "lab.keyring"
+        if tuning:
+            document = {"cluster": document.pop("cluster"), "defaults": dict(tuning), **document}
         self.path = directory / "lab.toml"
         self.path.write_text(tomli_w.dumps(document))
         self.topology: Topology = load(self.path)

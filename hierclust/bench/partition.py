@@ -118,13 +118,14 @@ def hierclust_partition(
     fanout: int,
     witness: bool,
     *,
+    tuning: dict[str, int] | None = None,
     after_s: float = AFTER_CUT_S,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     minority_ranks = set(range(minority))
     majority_ranks = set(range(minority, nodes_n))
     witness_host = nodes_n if witness else None
-    with LabNodes(lab, directory, nodes_n, fanout, witness_host) as nodes:
+    with LabNodes(lab, directory, nodes_n, fanout, witness_host, tuning) as nodes:
         if witness and nodes.witness_host is None:
             raise PartitionError(
                 f"--witness: the topology ({nodes_n} nodes, fan-out {fanout}) has no tie-breaker"
@@ -208,6 +209,7 @@ def hierclust_partition(
             "decided_ms": {name(r): _ms(t, cut_ns) for r, t in sorted(decided_at.items())},
             "healed_ms": {name(r): _ms(t, heal_ns) for r, t in sorted(back.items())},
             "poll_round_ms_median": round(statistics.median(rounds) * 1000, 1),
+            "tuning_given": dict(tuning or {}),
             "tuning_root": {
                 k: getattr(topo.root.tuning, k)
                 for k in (
@@ -314,6 +316,7 @@ def partition_runs(
     fanout: int | None = None,
     witness: bool = False,
     corosync: bool = False,
+    tuning: dict[str, int] | None = None,
     repeats: int = 1,
     prefix: str = LAB_PREFIX,
     subnet: str = LAB_SUBNET,

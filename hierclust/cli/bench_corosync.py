@@ -157,6 +157,14 @@ def partition(
         str | None, typer.Option("--vs", help="Also run the same cut on: corosync.")
     ] = None,
     repeats: Annotated[int, typer.Option("--repeats", min=1, max=20, help="Runs (medians).")] = 1,
+    tuning_opts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tuning",
+            help="hierclust timing KEY=MS for every group (repeatable), e.g. slot_grace_ms=400.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonFlag = False,
     out_path: OutOpt = None,
 ) -> None:
@@ -177,6 +185,7 @@ def partition(
     group = minority if fanout is None else fanout
     if not 2 <= group <= nodes:
         fail(f"--fanout: 2..{nodes}, got {group} (give --fanout when --minority is 1)", as_json)
+    tuning = parse_tuning(tuning_opts or [], nodes, group, as_json)
     if out_path is not None:
         output_file(out_path, "a file for the JSON document", as_json)
     reason = lab_unavailable(need_corosync=vs == "corosync")
@@ -194,7 +203,7 @@ def partition(
 
                 hier, coro = partition_runs(
                     nodes, minority, fanout=group, witness=witness, corosync=vs == "corosync",
-                    repeats=repeats, progress=step,
+                    tuning=tuning, repeats=repeats, progress=step,
                 )  # fmt: skip
         except KeyboardInterrupt:
             err.print("[red]interrupted[/]: every process this run started was stopped")
@@ -230,3 +239,24 @@ def partition(
             row.append(str(summary["corosync"].get(key)))
         table.add_row(key, *row)
     console.print(table)
+
+
+def parse_tuning(pairs: list[str], nodes: int, fanout: int, as_json: bool) -> dict[str, int]:
+    """``--tuning KEY=MS`` pairs, checked the way a topology's ``[defaults]`` is (exit 2 with
+    the key and the rule it breaks)."""
+    from hierclust.topology import TopologyError, from_dict, generate_document
+
+    tuning: dict[str, int] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not value.strip().isdigit():
+            fail(f"--tuning {pair}: expected KEY=MS, e.g. slot_grace_ms=400", as_json)
+        tuning[key.strip()] = int(value)
+    if tuning:
+        document = generate_document(nodes, fanout)
+        document = {"cluster": document.pop("cluster"), "defaults": tuning, **document}
+        try:
+            from_dict(document, source="--tuning")
+        except TopologyError as exc:
+            fail(str(exc), as_json)
+    return tuning
