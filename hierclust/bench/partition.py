@@ -342,9 +342,10 @@ def partition_runs(
                         minority,
                         fanout or minority,
                         witness,
+                        tuning=tuning,
                         after_s=after_s,
                         progress=progress,
-                    )  # fmt: skip
+                    )
                 )
                 if corosync:
                     coro.append(
@@ -355,7 +356,7 @@ def partition_runs(
                             minority,
                             after_s=after_s,
                             progress=progress,
-                        )  # fmt: skip
+                        )
                     )
     finally:
         left = lab.teardown()

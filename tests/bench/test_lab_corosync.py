@@ -85,6 +85,8 @@ def test_bad_partition_input_exits_2() -> None:
     assert result.exit_code == 2 and "--minority: 1..4" in result.stderr
     result = runner.invoke(app, ["bench", "--mode", "sim", "--nodes", "8", "--vs", "corosync"])
     assert result.exit_code == 2 and "--mode udp" in result.stderr
+    result = runner.invoke(app, ["bench", "partition", "--tuning", "lease_ms=900"])
+    assert result.exit_code == 2 and "defaults.lease_ms: must be below" in result.stderr
 
 
 @lab_only
