@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import click
 import pytest
 import typer
 
@@ -39,10 +38,11 @@ def test_every_figure_command_parses(figure: object, tmp_path: Path) -> None:
         assert (REPO / argv[1]).is_file(), argv[1]
         return
     assert argv[0] == "hierclust"
-    command: click.Command = typer.main.get_command(app)
+    command = typer.main.get_command(app)
     args = argv[1:]
     # walk down the command groups, then let click parse the options as it would run them
-    while isinstance(command, click.Group) and args and args[0] in command.commands:
-        command = command.commands[args.pop(0)]
+    while args and args[0] in getattr(command, "commands", {}):
+        command = command.commands[args.pop(0)]  # type: ignore[attr-defined]
     with command.make_context(argv[0], list(args), resilient_parsing=False) as ctx:
-        assert ctx.params  # parsed: unknown options or bad values would have raised
+        # parsed: an unknown option or a bad value raised; nothing may be left over
+        assert ctx.params and not getattr(ctx, "protected_args", []) and not ctx.args, argv
