@@ -93,6 +93,13 @@ FIGURES: tuple[Figure, ...] = (
         needs_root=True,
     ),
     Figure(
+        "serf-fair",
+        "hierclust bench --mode udp --nodes 200 --vs serf --repeats 2 --uvloop --base-port 44000 "
+        "--out {dir}/serf200-timeouts.json",
+        minutes=6,
+        needs_root=True,
+    ),
+    Figure(
         "api-latency",
         "hierclust bench api --nodes 64 --subscribers 16 --kills 10 --out {dir}/api-64.json",
         minutes=1,
