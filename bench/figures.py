@@ -119,6 +119,56 @@ FIGURES: tuple[Figure, ...] = (
         needs_root=True,
     ),
     Figure(
+        "corosync",
+        "hierclust bench --mode udp --nodes 16 --kill leaf --vs corosync --repeats 3 "
+        "--out {dir}/kill16.json",
+        minutes=4,
+        needs_root=True,
+    ),
+    Figure(
+        "corosync",
+        "hierclust bench --mode udp --nodes 16 --fanout 4 --kill leaf --vs corosync --repeats 3 "
+        "--out {dir}/kill16-fanout4.json",
+        minutes=4,
+        needs_root=True,
+    ),
+    Figure(
+        "corosync",
+        "hierclust bench --mode udp --nodes 8 --kill leaf --vs corosync --repeats 3 "
+        "--out {dir}/kill8.json",
+        minutes=3,
+        needs_root=True,
+    ),
+    Figure(
+        "corosync",
+        "hierclust bench partition --nodes 8 --minority 3 --vs corosync --repeats 3 "
+        "--out {dir}/partition-3of8.json",
+        minutes=3,
+        needs_root=True,
+    ),
+    Figure(
+        "corosync",
+        "hierclust bench partition --nodes 8 --minority 4 --witness --vs corosync --repeats 3 "
+        "--out {dir}/partition-4of8-witness.json",
+        minutes=3,
+        needs_root=True,
+    ),
+    Figure(
+        "corosync",
+        "hierclust bench partition --nodes 8 --minority 3 --repeats 3 --tuning heartbeat_ms=100 "
+        "--tuning suspect_after_ms=400 --tuning confirm_ms=50 --tuning election_timeout_ms=400 "
+        "--tuning lease_ms=250 --tuning slot_grace_ms=400 --out {dir}/partition-3of8-fast.json",
+        minutes=1,
+        needs_root=True,
+    ),
+    Figure(
+        "corosync",
+        "hierclust bench partition --nodes 8 --minority 3 --fanout 4 --witness "
+        "--out {dir}/partition-3of8-split.json",
+        minutes=1,
+        needs_root=True,
+    ),
+    Figure(
         "scheduler-dask",
         "python -m hierclust.bench.sched_dask --nodes 8 --repeats 3 --json {dir}/dask8.json",
         minutes=3,

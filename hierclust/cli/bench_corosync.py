@@ -168,8 +168,10 @@ def partition(
     as_json: JsonFlag = False,
     out_path: OutOpt = None,
 ) -> None:
-    """Cut a minority off, then heal: when the minority stops, when the majority decides, how
-    soon everyone is one again; hierclust (and Corosync with --vs corosync) on lab hosts.
+    """A minority cut off, then healed, on lab hosts (and Corosync).
+
+    When the minority stops, when the majority decides, how soon everyone is one again:
+    hierclust, one node per lab host, and with --vs corosync Corosync on the same hosts.
 
     --json prints the document ({"config", "summary", "runs"}) on stdout, --out writes it.
     """
