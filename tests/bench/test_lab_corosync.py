@@ -132,3 +132,38 @@ def test_corosync_membership_follows_a_host_cut_off(tmp_path: Path) -> None:
         status = cs.status(2)
         assert status["quorate"] is False and status["members"] == [3], status
         lab.heal()
+
+
+def test_the_ratio_needs_every_survivor_notified_on_both_sides() -> None:
+    from hierclust.cli.bench_corosync import corosync_ratios
+
+    hier = [{"notify_max_ms": 500.0, "notified": 15, "survivors": 15}]
+    coro = [{"notify_max_ms": 26000.0, "notified": 15, "survivors": 15}]
+    assert corosync_ratios(hier, coro) == {"notify_max_ratio": 52.0}
+    short = [{"notify_max_ms": 26000.0, "notified": 14, "survivors": 15}]
+    got = corosync_ratios(hier, short)
+    assert got["notify_max_ratio"] is None
+    assert got["ratio_invalid"] == "corosync notified 14 of 15 survivors"
+
+
+@lab_only
+@pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))
+@pytest.mark.timeout(120)
+def test_a_host_lost_is_measured_on_both_sides() -> None:
+    """``bench --vs corosync`` at three lab hosts: the same victim host on both sides, every
+    survivor notified on each, Corosync no sooner than its token timeout, and the lab left
+    empty (lab_kill_runs fails otherwise)."""
+    from hierclust.bench.labkill import lab_kill_runs
+
+    (hier,), (coro,) = lab_kill_runs(3, 3, "leaf", 1, 7, prefix=TAG, subnet=SUBNET, steady_s=1.0)
+    print(json.dumps({"hierclust": hier, "corosync": coro}))
+    assert hier["lab"]["victim_host"] == coro["corosync"]["victim_host"]
+    assert hier["notified"] == hier["survivors"] == 2, hier
+    assert coro["notified"] == coro["survivors"] == 2, coro
+    assert hier["false_positives"] == coro["false_positives"] == 0
+    token = coro["corosync"]["totem_ms"]["token"]
+    assert coro["notify_max_ms"] >= token, "Corosync reacts after its token timeout, not before"
+    assert 0 < hier["notify_max_ms"] < 3000 < coro["notify_max_ms"]
+    assert all(
+        s["quorate"] and s["members"] == 2 for s in coro["corosync"]["polled_after"].values()
+    )
