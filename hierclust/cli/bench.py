@@ -310,7 +310,7 @@ def bench(
         kill_vs_corosync(
             mode=mode.value, topology_file=topology_file, nodes=nodes,
             fanout=DEFAULT_FANOUT if fanout is None else fanout, kill=kill, repeats=repeats,
-            seed=seed, steady_s=steady_s, as_json=as_json, out_path=out_path,
+            seed=seed, steady_s=steady_s, as_json=as_json, out_path=out_path, plot=plot,
         )  # fmt: skip
         return
     with terminate_as_interrupt():

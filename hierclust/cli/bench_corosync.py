@@ -80,8 +80,10 @@ def kill_vs_corosync(
     steady_s: float,
     as_json: bool,
     out_path: Path | None,
+    plot: Path | None = None,
 ) -> None:
-    """``bench --mode udp --nodes N --kill leaf --vs corosync``: one node per lab host."""
+    """``bench --mode udp --nodes N --kill leaf --vs corosync``: one node per lab host;
+    ``plot``: a CDF of every survivor's notification time on both sides."""
     if mode != "udp":
         fail("--vs corosync: needs --mode udp (real processes on lab hosts)", as_json)
     if topology_file is not None or nodes is None:
@@ -132,6 +134,15 @@ def kill_vs_corosync(
         console.print(f"notify_max_ratio (corosync / hierclust): {summary['notify_max_ratio']}")
     else:
         console.print(f"notify_max_ratio: none, {summary.get('ratio_invalid')}", highlight=False)
+    if plot is not None:
+        from hierclust.bench.plots import notify_cdf
+
+        series = {
+            "hierclust": [v for r in hier for v in r["lab"]["notify_ms"]],
+            "corosync": [v for r in coro for v in r["corosync"]["notify_ms"]],
+        }
+        notify_cdf(plot, series, f"notification time per survivor: {table.title}")
+        console.print(f"wrote {plot}")
 
 
 def partition(
