@@ -31,7 +31,7 @@ every such call is declared, under the name of the module that defines it, at th
 chain per timer tag, as before the split: the hot path has no extra indirection.
 
 Timer keys (first element): ``t`` tick, ``c`` candidacy, ``l`` lease (per group, from the
-layout); ``s`` scan and ``p``/``q`` probe verdicts (detection); ``r`` retransmit and ``x``
+layout); ``s`` scan and ``p``/``q``/``w`` probe verdicts (detection); ``r`` retransmit and ``x``
 compaction (flood); ``m`` hand over after a mode change (modes, elections).
 
 Events (the contract with checkers and reports)
@@ -195,6 +195,8 @@ class Node(Heartbeats, Detection, Elections, Slots, Reach, Flood, Modes):
             self._on_probe_timeout(now, gs, key[2], out)
         elif tag == "q":
             self._on_doubt_timeout(now, gs, key[2], out)
+        elif tag == "w":
+            self._on_sweep_timeout(now, gs, key[2], out)
 
 
 _HANDLERS: dict[type, Any] = {

@@ -144,6 +144,7 @@ class GroupState:
         "tie_echo",
         "backlog",
         "doubts",
+        "sweeps",
     )
 
     def __init__(self, layout: Layout, gi: int, level: int, myslot: int) -> None:
@@ -198,6 +199,8 @@ class GroupState:
         self.backlog: list[Notice] | None = None  # notices for a leader not known yet
         # tier >= 1 leader: former slot holders being probed before they are declared (node -> inc)
         self.doubts: dict[int, int] | None = None
+        # tier >= 1 leader: pending slots whose child group is being probed (slot -> rounds left)
+        self.sweeps: dict[int, int] | None = None
         # votes are refused in terms <= this (only an amnesiac node sets it; see Node.amnesiac)
         self.vote_floor = NEVER
         self.bcast = 0  # leader: stamp of its last heartbeat Ack to all members
