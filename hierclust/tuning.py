@@ -108,7 +108,8 @@ class Tuning:
         default=1500,
         metadata=_doc(
             "How long a parent group keeps a child's slot pending for the child's new leader "
-            "instead of declaring the slot failed."
+            "instead of declaring the slot failed, while some member of the child group answers "
+            "the parent leader's probes (if none does, the subtree is reported cut off at once)."
         ),
     )
     retransmit_ms: int = field(
