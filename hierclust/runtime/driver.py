@@ -83,6 +83,7 @@ from hierclust.runtime.events import FAILED
 from hierclust.runtime.state import load_state, save_state
 from hierclust.runtime.tiebreak import LeaseFileError, disk_exchange
 from hierclust.runtime.transport import AddressTuple, UdpEndpoint
+from hierclust.runtime.wallclock import wall_ns
 
 _LOG = logging.getLogger("hierclust.runtime")
 MAX_REASON_CHARS = 400
@@ -97,7 +98,7 @@ DISK_TROUBLE_LOG_NS = 10_000_000_000
 def wall_offset_ns() -> int:
     """This host's wall clock minus its monotonic clock (what the core adds to ``now`` to read
     the wall clock; see :class:`~hierclust.core.types.WallClock`)."""
-    return time.time_ns() - time.monotonic_ns()
+    return wall_ns() - time.monotonic_ns()
 
 
 @dataclass(slots=True)
@@ -183,7 +184,7 @@ class NodeDriver:
             self.amnesiac = True
             # wall-clock seconds: above any incarnation this node had, as long as it restarted
             # less often than once a second and the clock is sane
-            persisted = PersistentState(int(time.time()) - 1_700_000_000)
+            persisted = PersistentState(wall_ns() // 1_000_000_000 - 1_700_000_000)
             self.muted_until_ns = now + self.ctx.quarantine_ns
         else:
             self.amnesiac = False
@@ -205,7 +206,7 @@ class NodeDriver:
             incarnation=node.incarnation,
             keyring=self.ctx.keyring,
             registry=self.ctx.registry,
-            first_seq=time.time_ns() // 1000,
+            first_seq=wall_ns() // 1000,
         )
         self.stats.started_ns = now
         self.loop = asyncio.get_running_loop()

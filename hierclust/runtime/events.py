@@ -8,12 +8,18 @@ from many worker processes against the moment of a kill. Given the topology, a r
 subtree (a :class:`~hierclust.core.types.Subtree` notice, ``SubtreeUnreachable``,
 ``SubtreeReachable``) also names it: ``group_name`` and ``nodes`` (a folded nodeset), so the log
 reads without the topology at hand.
+
+A process started with ``HIERCLUST_LOG_LEASES=1`` logs every lease report too (each leader tick
+that extends a lease, a line per led group per heartbeat): what a checker of the real history
+needs to bound each leader's lease (``hierclust chaos``); otherwise only taking, losing and new
+terms are logged.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +38,8 @@ from hierclust.core.types import (
 )
 from hierclust.topology import Topology
 
+LOG_LEASES_ENV = "HIERCLUST_LOG_LEASES"
+"""Set to 1 to log every lease report (see the module doc)."""
 FAILED = "Failed"
 """The runtime event of a node that stopped on an error in its step or its effects (fail-stop);
 the others are ``Booted``, ``Crashed`` (killed) and ``Stopped`` (a clean stop of its host)."""
@@ -108,6 +116,7 @@ class EventBus:
         self._subscribers: list[Subscriber] = []
         self._topology = topology
         self._leases: dict[tuple[int, int], tuple[int, bool]] = {}
+        self._every_lease = os.environ.get(LOG_LEASES_ENV) == "1"
         self._log: IO[str] | None = None
         if log_path is not None:
             self._log = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
@@ -129,7 +138,7 @@ class EventBus:
     def _worth_logging(self, rank: int, event: Any) -> bool:
         """Every event but lease *renewals*: a leader renews every few heartbeats, which would
         be most of the log (status shows the lease); taking, losing or a new term is logged."""
-        if type(event) is not LeaseChanged:
+        if type(event) is not LeaseChanged or self._every_lease:
             return True
         key = (rank, event.group)
         state = (event.term, event.held)
