@@ -422,6 +422,33 @@ def crashes(history: History) -> list[dict[str, Any]]:
     ]
 
 
+def lease_figures(history: History, model: Model) -> dict[str, Any]:
+    """How many leases the history holds, and the closest hand-over: per group, the smallest
+    gap between the end of one holder's lease and the next holder's take (negative would be a
+    two-leases violation)."""
+    by_group: dict[int, list[Lease]] = defaultdict(list)
+    all_leases = leases(history, model)
+    for lease in all_leases:
+        by_group[lease.group].append(lease)
+    closest: int | None = None
+    for held in by_group.values():
+        held.sort(key=lambda x: x.start_ns)
+        for before, after in zip(held, held[1:], strict=False):
+            if before.rank != after.rank:
+                gap = after.start_ns - before.end_ns
+                closest = gap if closest is None else min(closest, gap)
+    return {
+        "leases": len(all_leases),
+        "lease_holders_changed": sum(
+            1
+            for held in by_group.values()
+            for a, b in zip(held, held[1:], strict=False)
+            if a.rank != b.rank
+        ),
+        "closest_handover_ms": None if closest is None else round(closest / 1e6, 1),
+    }
+
+
 def check(history: History, model: Model) -> dict[str, list[dict[str, Any]]]:
     """Every property: ``{"violations": [...], "liveness_failures": [...], "crashes": [...]}``."""
     violations = check_leases(history, model) + check_terms(history)

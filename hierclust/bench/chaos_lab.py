@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -33,7 +34,7 @@ from typing import Any
 import tomli_w
 from ClusterShell.NodeSet import NodeSet
 
-from hierclust.bench.chaos_check import NS, History, Model, check
+from hierclust.bench.chaos_check import NS, History, Model, check, lease_figures
 from hierclust.bench.chaos_plan import Fault, GroupInfo, Layout, initial_wall_offsets_ms, plan
 from hierclust.bench.chaos_plan import topology_document as document
 from hierclust.codec import generate_keyring_file
@@ -559,10 +560,11 @@ def campaign(
     prefix: str,
     subnet: str,
     progress: Progress,
+    show: Callable[[list[Fault]], None] | None = None,
 ) -> dict[str, Any]:
-    """Set the lab up, run the seeded schedule for ``minutes`` of nemesis time, check the
-    history; the report (see ``hierclust chaos --help``). Everything started is stopped and
-    every namespace deleted on the way out, whatever happens."""
+    """Set the lab up, run the seeded schedule for ``minutes`` of nemesis time (``show`` gets
+    it first), check the history; the report (see ``hierclust chaos --help``). Everything
+    started is stopped and every namespace deleted on the way out, whatever happens."""
     lab = ChaosLab(lay, seed, directory, prefix, subnet)
     try:
         progress("setting up the lab", None, None)
@@ -571,6 +573,8 @@ def campaign(
         groups = [GroupInfo(g.name, g.tier) for g in topology.by_index]
         lease_ms = max(g.tuning.lease_ms for g in topology.by_index)
         schedule = plan(seed, minutes, lay, groups, lease_ms, limits["detect_ms"] / 1000)
+        if show is not None:
+            show(schedule)
         run = Campaign(lab, topology, progress)
         lab.start_ns = time.monotonic_ns()
         progress("waiting for every group to be led", None, None)
@@ -597,6 +601,7 @@ def campaign(
         )
         save_record(directory, history, model)
         found = check(history, model)
+        figures = lease_figures(history, model)
     finally:
         lab.stop()
         left = lab.teardown()
@@ -612,7 +617,7 @@ def campaign(
         for f in run.records
     ]
     settle = sorted(run.settle)
-    return {
+    report = {
         "minutes": minutes,
         "seed": seed,
         "nemesis_seconds": round((end_ns - lab.start_ns) / NS, 1),
@@ -629,6 +634,7 @@ def campaign(
         "bounds_ms": limits,
         "summary": {
             "records": len(records),
+            **figures,
             "settle_max_s": round(settle[-1], 3) if settle else None,
             "settle_p50_s": round(settle[len(settle) // 2], 3) if settle else None,
             **observed(records, run.records),
@@ -636,3 +642,25 @@ def campaign(
         "schedule": [f.as_json() for f in schedule],
         "faults": faults,
     }
+    report["reproduce"] = reproduce(minutes, seed, lay)
+    return report
+
+
+def reproduce(minutes: float, seed: int, lay: Layout) -> str:
+    """The command line that runs the same campaign again (same seed, same sizes)."""
+    return shlex.join(
+        [
+            "hierclust",
+            "chaos",
+            "--minutes",
+            f"{minutes:g}",
+            "--seed",
+            str(seed),
+            "--sites",
+            str(lay.sites),
+            "--nodes-per-site",
+            str(lay.nodes_per_site),
+            "--hosts-per-site",
+            str(lay.hosts_per_site),
+        ]
+    )

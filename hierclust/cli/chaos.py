@@ -9,7 +9,6 @@ namespaces), 130 on Ctrl-C (everything the run started is stopped, its namespace
 from __future__ import annotations
 
 import os
-import shlex
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,26 +31,6 @@ from hierclust.cli.common import (
 app = command_group()
 SUBNET = "10.230.0"
 """The lab's subnet for command-line runs (the tests use their own)."""
-
-
-def reproduce(report: dict[str, Any]) -> str:
-    """The command line that runs the same campaign again (same seed, same sizes)."""
-    return shlex.join(
-        [
-            "hierclust",
-            "chaos",
-            "--minutes",
-            f"{report['minutes']:g}",
-            "--seed",
-            str(report["seed"]),
-            "--sites",
-            str(report["sites"]),
-            "--nodes-per-site",
-            str(report["nodes_per_site"]),
-            "--hosts-per-site",
-            str(report["hosts_per_site"]),
-        ]
-    )
 
 
 @app.command("chaos")
@@ -113,14 +92,20 @@ def chaos(
     if out_path is not None:
         output_file(out_path, "a JSON file", as_json)
     prefix = f"hcx{os.getpid() % 100000}"
+
+    def show(schedule: list[Any]) -> None:
+        if not as_json:
+            err.print(f"schedule (seed {seed}, {len(schedule)} faults planned):", highlight=False)
+            for fault in schedule:
+                err.print(f"  {fault.describe()}", highlight=False, markup=False)
+
     with measuring("chaos", minutes * 60, as_json, (NetnsError,)) as progress:
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
-            report = campaign(minutes, seed, lay, keep, prefix, SUBNET, progress)
+            report = campaign(minutes, seed, lay, keep, prefix, SUBNET, progress, show)
         else:
             with tempfile.TemporaryDirectory(prefix="hierclust-chaos-") as tmp:
-                report = campaign(minutes, seed, lay, Path(tmp), prefix, SUBNET, progress)
-    report["reproduce"] = reproduce(report)
+                report = campaign(minutes, seed, lay, Path(tmp), prefix, SUBNET, progress, show)
     write_report(report, as_json, out_path)
     findings = report["violations"] + report["liveness_failures"] + report["crashes"]
     if not as_json:

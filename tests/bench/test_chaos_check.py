@@ -242,3 +242,20 @@ def test_the_schedule_is_seeded_bounded_and_keeps_its_assumptions() -> None:
 def test_bad_sizes_name_the_option(sites: int, nodes: int, hosts: int | None, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         layout(sites, nodes, hosts)
+
+
+def test_the_command_refuses_bad_options_and_a_box_without_namespaces(monkeypatch: Any) -> None:
+    from typer.testing import CliRunner
+
+    from hierclust.cli import app
+    from hierclust.runtime import netns
+
+    runner = CliRunner()
+    done = runner.invoke(app, ["chaos", "--sites", "9", "--json"])
+    assert done.exit_code == 2 and "--sites 9" in done.output
+    done = runner.invoke(app, ["chaos", "--minutes", "0"])
+    assert done.exit_code == 2 and "--minutes" in done.output
+    monkeypatch.setattr(netns, "unavailable", lambda: "network namespaces need root")
+    done = runner.invoke(app, ["chaos", "--minutes", "1", "--json"])
+    assert done.exit_code == 2
+    assert "cannot run here: network namespaces need root" in done.output
