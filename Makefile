@@ -41,9 +41,10 @@ fuzz: $(STAMP) ## Long fuzz runs: simulator schedules, the decoder, the topology
 CHAOS_SEED ?= 1
 CHAOS_MINUTES ?= 30
 CHAOS_OUT ?= /tmp/hierclust-chaos.json
+CHAOS_ARGS ?=
 
 chaos: $(STAMP) ## Nemesis campaign on 100 real agents in lab hosts (30 min; root; docs/reliability.md)
-	$(BIN)/hierclust chaos --minutes $(CHAOS_MINUTES) --seed $(CHAOS_SEED) --sites 4 --nodes-per-site 25 --out $(CHAOS_OUT)
+	$(BIN)/hierclust chaos --minutes $(CHAOS_MINUTES) --seed $(CHAOS_SEED) --sites 4 --nodes-per-site 25 --out $(CHAOS_OUT) $(CHAOS_ARGS)
 
 BENCH_OUT ?= /tmp/hierclust-bench
 
