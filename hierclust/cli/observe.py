@@ -420,8 +420,10 @@ def events(
              subtree cut off, or reachable again; followed by GROUP NODESET);
              the runtime adds Booted, Crashed (killed), Failed (stopped on an error in its
              step or its effects, a failed write included; reason= names the
-             node, what it was doing and the exception) and Stopped (a clean
-             stop)
+             node, what it was doing and the exception), Stopped (a clean
+             stop) and PrimaryChanged (the node entered or left the primary
+             component; until_ns= the lease deadline it holds, or the one
+             that ended it)
       FIELD=VALUE  a field of the event (a notice: kind, node rank, incarnation;
              a subtree notice: unreachable or reachable, group, nodes, seq)
 

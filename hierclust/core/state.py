@@ -459,7 +459,11 @@ class NodeState:
         if top is None:
             return False
         if top.role == LEADER:
-            return now < top.lease_until
+            # only the root's leader is primary on its own lease; a leader below the root whose
+            # parent group it has not joined yet (the instant it wins, before the join) knows
+            # nothing of the groups above it, and a cut-off site's new leader told its members
+            # they were primary in its first heartbeat
+            return top.level == len(self.states) - 1 and now < top.lease_until
         return member_quorate(top, now) and top.primary
 
     def _up_of(self, gs: GroupState) -> tuple[int, int]:

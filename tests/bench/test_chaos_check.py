@@ -226,6 +226,7 @@ def test_the_schedule_is_seeded_bounded_and_keeps_its_assumptions() -> None:
         if f.kind in ("kill-leader", "crash-host", "cut-site"):
             assert f.duration_s >= 12.0, "held past the detection bound"
         if f.kind == "wall-step" and f.params["step_ms"] < 0:
+            assert f.params["host"] != lay.witness_host
             stepped_back.add(f.params["host"])
         if f.kind == "crash-host" and f.params["wipe"]:
             assert f.params["host"] not in stepped_back
