@@ -72,7 +72,9 @@ def status(
     leader. Quorum reads 'quorate (6 of 7 votes, needs 4)':
     votes present, the group's votes, the majority it needs. A node that stopped on an error
     counts as failed at once, and a line under the tree gives its reason (stopped_on_error in
-    --json). With --group, every count is of that subtree.
+    --json). A node that cannot write its state file (read-only or full state directory) stays
+    alive but votes for no one: a line under the tree says why (storage_faults in --json).
+    With --group, every count is of that subtree.
     """
     from hierclust.runtime.status import aggregate
 
@@ -125,6 +127,8 @@ def status_tree(topology: Topology, summary: dict[str, Any]) -> Tree:
         tree.add(f"[magenta]cut off from the primary component: {escape(name)} {escape(folded)}[/]")
     for reason in summary["stopped_on_error"].values():
         tree.add(f"[red]stopped on an error: {escape(reason)}[/]")
+    for name, reason in summary.get("storage_faults", {}).items():
+        tree.add(f"[yellow]{escape(name)} {escape(reason)}[/]")
     for error in summary["errors"]:
         tree.add(f"[red]{escape(error)}[/]")
     return tree

@@ -92,6 +92,7 @@ from hierclust.runtime.storage import (
     error_name,
     error_text,
     is_promise,
+    is_promise_event,
 )
 from hierclust.runtime.tiebreak import LeaseFileError, disk_exchange
 from hierclust.runtime.transport import AddressTuple, UdpEndpoint
@@ -329,7 +330,8 @@ class NodeDriver:
                         self.backlog.extend(effects[i + 1 :])
                         return
                 elif kind is Emit:
-                    self.ctx.bus.publish(self.rank, self.name, effect.event)
+                    if self.storage is None or not is_promise_event(effect.event):
+                        self.ctx.bus.publish(self.rank, self.name, effect.event)
                 else:  # pragma: no cover - a new effect type must be handled here
                     raise TypeError(f"unknown effect {effect!r}")
                 i += 1

@@ -11,7 +11,8 @@ keeps the node running but *cannot persist*:
 
 - it drops the *promises* that follow the failed write (:func:`is_promise`): a granted
   ``VoteResp``, a ``RequestVote`` (it carries the candidate's own vote) and a tie-breaker's real
-  vote request; everything else (acks, pings, notices, timers) is carried out, so the node stays
+  vote request, and the events that announce them (``VoteGranted``, ``ElectionStarted``);
+  everything else (acks, pings, notices, timers) is carried out, so the node stays
   a member and is not declared failed;
 - it tells the core (:class:`~hierclust.core.types.Storage` ``(durable=False)``), which then
   refuses vote requests openly (a ``VoteResp`` not granted), gives up a candidacy in progress and
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hierclust.core.messages import RequestVote, TieVote, VoteResp
+from hierclust.core.types import ElectionStarted, VoteGranted
 
 PROBE_S = 1.0
 """How often a node that cannot persist tries to write its state again."""
@@ -53,6 +55,14 @@ def is_promise(msg: Any) -> bool:
     if kind is TieVote:
         return not msg.pre
     return False
+
+
+def is_promise_event(event: Any) -> bool:
+    """An event that announces a durable vote or candidacy (``VoteGranted``,
+    ``ElectionStarted``): not published for a promise that was dropped, so the event log never
+    tells of a vote that did not happen."""
+    kind = type(event)
+    return kind is VoteGranted or kind is ElectionStarted
 
 
 def error_name(exc: OSError) -> str:
