@@ -7,6 +7,8 @@ the agent's files and control socket through ``/proc/PID/root``.
   (``hierclust status``), stays a member (nobody declares it), and the other two nodes elect a
   leader (no vote granted to cn1; that it never stands is the unit tests' to show: here the
   boot-time rules decide who of three fresh agents leads); once space is freed it recovers;
+  when the disk fills again while it runs and the leader dies, the two nodes left cannot elect
+  (cn1 refuses its vote) until space is freed, and then they do;
 - read-only at start: the agent refuses to start (exit 2), naming the directory and the fix.
 """
 
@@ -195,6 +197,38 @@ def test_an_agent_on_a_full_state_directory_refuses_to_vote_and_the_others_elect
         wait(lambda: not status(seen)["storage_faults"], 10.0, "the fault to clear")
         kept = json.loads((seen / "nodes" / "cn1.json").read_text())
         assert kept["incarnation"] > 3, "its state was written again"
+
+        # the disk fills while it runs, and then the leader dies: the election needs cn1's vote
+        # (2 of 3), which it cannot give; nobody leads until space is freed again
+        fd = os.open(seen / "fill", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass  # full
+        finally:
+            os.close(fd)
+        leader = aggregate(topology, collect(good)[0] + collect(seen)[0])["group_details"][0][
+            "leader"
+        ]
+        assert leader in ("cn2", "cn3"), leader
+        killed = subprocess.run(
+            [sys.executable, "-m", "hierclust", "kill", leader, "--state-dir", str(good)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert killed.returncode == 0, killed.stderr
+        wait(lambda: status(seen)["storage_faults"], 10.0, "cn1's fault, found by the election")
+        time.sleep(3 * FAST["election_timeout_ms"] / 1000)
+        merged = aggregate(topology, collect(good)[0] + collect(seen)[0])
+        assert merged["groups_led"] == 0, "a leader was elected without cn1's vote"
+        (seen / "fill").unlink()
+
+        def led_again() -> str | None:
+            merged = aggregate(topology, collect(good)[0] + collect(seen)[0])
+            return merged["group_details"][0]["leader"] if merged["groups_led"] == 1 else None
+
+        assert wait(led_again, 15.0, "a leader once cn1 can vote") != leader
+        assert not status(seen)["storage_faults"]
     finally:
         stop(faulty)
         if others is not None:
