@@ -87,14 +87,16 @@ def mib(kib: float) -> float:
     return round(kib / 1024, 1)
 
 
-def rss_sample(workers: dict[str, int], t_s: float, false_positives: int) -> dict[str, Any]:
-    """One RSS reading of every worker (MiB), the sum, and the failure notices so far."""
+def rss_sample(workers: dict[str, int], t_s: float, so_far: dict[str, int]) -> dict[str, Any]:
+    """One RSS reading of every worker (MiB), the sum, and the failure notices and elections so
+    far in the window (so a report tells when they happened, not only how many)."""
     per = {wid: rss_kib(pid) for wid, pid in workers.items()}
     return {
         "t_s": round(t_s, 1),
         "total_mib": mib(sum(v for v in per.values() if v is not None)),
         "workers_mib": {wid: (mib(v) if v is not None else None) for wid, v in per.items()},
-        "false_positives_so_far": false_positives,
+        "false_positives_so_far": so_far["failure_notices"],
+        "elections_so_far": so_far["elections"],
         "load1": round(os.getloadavg()[0], 2),
     }
 
@@ -125,9 +127,11 @@ def rss_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def count_failures(state_dir: Path, t0: int) -> int:
-    """Failure notices in the event logs since ``t0`` (nothing is killed in the window)."""
-    return window_events(read_events(state_dir), t0, 1 << 62)["failure_notices"]
+def counts_since(state_dir: Path, t0: int) -> dict[str, int]:
+    """Failure notices (nothing is killed in the window) and elections in the event logs since
+    ``t0``."""
+    found = window_events(read_events(state_dir), t0, 1 << 62)
+    return {k: found[k] for k in ("failure_notices", "elections")}
 
 
 def leaders_and_terms(snaps: list[dict[str, Any]]) -> dict[int, tuple[int, int]]:
@@ -278,17 +282,17 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
         # sample loop lag and the box's load now and then (a status costs ~25 ms per 512 nodes),
         # the workers' RSS at the start and every --rss-s seconds
         workers = {w.id: w.pid for w in demo.deployment.workers}
-        rss_samples = [rss_sample(workers, 0.0, 0)]
+        rss_samples = [rss_sample(workers, 0.0, {"failure_notices": 0, "elections": 0})]
         next_rss = time.monotonic() + args.rss_s
         samples: list[dict[str, Any]] = []
-        fp_so_far = 0
+        so_far = {"failure_notices": 0, "elections": 0}
         with window_progress(args.steady_s, args.progress) as show:
             while (remaining := deadline - time.monotonic()) > 0:
                 time.sleep(min(remaining, args.sample_s, max(0.0, next_rss - time.monotonic())))
                 t_s = (time.monotonic_ns() - t0) / 1e9
                 if time.monotonic() >= next_rss:
-                    fp_so_far = count_failures(demo.state_dir, t0)
-                    rss_samples.append(rss_sample(workers, t_s, fp_so_far))
+                    so_far = counts_since(demo.state_dir, t0)
+                    rss_samples.append(rss_sample(workers, t_s, so_far))
                     next_rss += args.rss_s
                 snaps_now, _ = collect(demo.state_dir)
                 samples.append(
@@ -298,9 +302,9 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                         "load1": round(os.getloadavg()[0], 2),
                     }
                 )
-                show(t_s, rss_samples[-1]["total_mib"], fp_so_far, samples[-1])
+                show(t_s, rss_samples[-1]["total_mib"], so_far["failure_notices"], samples[-1])
         t1 = time.monotonic_ns()
-        end = rss_sample(workers, (t1 - t0) / 1e9, count_failures(demo.state_dir, t0))
+        end = rss_sample(workers, (t1 - t0) / 1e9, counts_since(demo.state_dir, t0))
         if rss_samples[-1]["t_s"] > end["t_s"] - 1.0:
             rss_samples.pop()  # a minute's reading that fell on the end of the window
         rss_samples.append(end)
