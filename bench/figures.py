@@ -93,6 +93,13 @@ FIGURES: tuple[Figure, ...] = (
         needs_root=True,
     ),
     Figure(
+        "serf-fair",
+        "hierclust bench --mode udp --nodes 200 --vs serf --repeats 2 --uvloop --base-port 44000 "
+        "--out {dir}/serf200-timeouts.json",
+        minutes=6,
+        needs_root=True,
+    ),
+    Figure(
         "soak-1000",
         "python bench/udp_soak.py --topology docs/benchmarks/soak-1000/topology.toml "
         "--processes 2 --steady-s 1800 --rss-s 60 --samples --nice -10 "

@@ -540,6 +540,9 @@ def _vs_serf(
             except SerfError as exc:
                 refuse(str(exc), bool(options.get("as_json")))
     serf_summary = summarize(serf_runs)
+    # a run in which Serf never converged is a result too (it kills nothing and times nothing)
+    converged = sum(1 for r in serf_runs if r["serf"].get("converged", True))
+    serf_summary["converged_runs"] = f"{converged} of {len(serf_runs)}"
     hier = summarize(runs)
     ratios = serf_ratios(hier, serf_summary, hierclust_runs=runs, serf_runs=serf_runs)
     part: dict[str, Any] = {
