@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from hierclust import __version__
-from hierclust.bench.provenance import stamped
+from hierclust.bench.provenance import checkout, stamped
 from hierclust.core.timeouts import MS
 from hierclust.runtime.control import request
 from hierclust.runtime.demo import Demo, read_events
@@ -486,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.flood < 0 or args.flood_rate <= 0 or args.steady_s <= 0 or args.rss_s <= 0:
         parser.error("--flood >= 0, --flood-rate > 0, --steady-s > 0 and --rss-s > 0")
+    checkout()  # the commit now: the tree may move on during a long run (the result is cached)
     report = stamped(soak(args))
     text = json.dumps(report, indent=1)
     print(text)
