@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format fuzz bench bench-deps clean
+.PHONY: help install demo test lint format fuzz chaos bench bench-deps clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -37,6 +37,14 @@ test: lint ## Lint, then the test suite (a few minutes)
 
 fuzz: $(STAMP) ## Long fuzz runs: simulator schedules, the decoder, the topology loader
 	$(BIN)/pytest -m fuzz
+
+CHAOS_SEED ?= 1
+CHAOS_MINUTES ?= 30
+CHAOS_OUT ?= /tmp/hierclust-chaos.json
+CHAOS_ARGS ?=
+
+chaos: $(STAMP) ## Nemesis campaign on 100 real agents in lab hosts (30 min; root; docs/reliability.md)
+	$(BIN)/hierclust chaos --minutes $(CHAOS_MINUTES) --seed $(CHAOS_SEED) --sites 4 --nodes-per-site 25 --out $(CHAOS_OUT) $(CHAOS_ARGS)
 
 BENCH_OUT ?= /tmp/hierclust-bench
 FIGURES ?=

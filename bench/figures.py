@@ -100,6 +100,15 @@ FIGURES: tuple[Figure, ...] = (
         needs_root=True,
     ),
     Figure(
+        "soak-1000",
+        "python bench/udp_soak.py --topology docs/benchmarks/soak-1000/topology.toml "
+        "--processes 2 --steady-s 1800 --rss-s 60 --samples --nice -10 "
+        "--out {dir}/soak-1000.json",
+        minutes=32,
+        heavy=True,
+        needs_root=True,
+    ),
+    Figure(
         "api-latency",
         "hierclust bench api --nodes 64 --subscribers 16 --kills 10 --out {dir}/api-64.json",
         minutes=1,

@@ -9,10 +9,12 @@ the docs can be traced back and taken again::
      "load_avg_1m": 0.41, "utc": "2026-12-03T11:52:07Z"}
 
 ``commit`` is the checkout's ``HEAD`` when hierclust runs from a git checkout (``null`` from an
-installed wheel) and ``dirty`` says whether tracked files differed from it: a figure taken on a
-dirty tree cannot be reproduced from its commit alone, and the flag makes that visible rather
-than silent. The load average is read when the document is written (the end of the run); a
-command that measures timings records its own load samples beside them.
+installed wheel), read once per process: a measuring command reads it as it starts, so a tree
+that moves on during a long run does not rename the run's commit. ``dirty`` says whether tracked
+files differed from it: a figure taken on a dirty tree cannot be reproduced from its commit
+alone, and the flag makes that visible rather than silent. The load average is read when the
+document is written (the end of the run); a command that measures timings records its own load
+samples beside them.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from hierclust import __version__
-from hierclust.cli import adapter, admin, bench, cluster, demo, lab, observe, sim, topology
+from hierclust.cli import adapter, admin, bench, chaos, cluster, demo, lab, observe, sim, topology
 from hierclust.cli.common import command_group
 
 app = command_group(
@@ -46,6 +46,7 @@ app.add_typer(sim.app, name="sim")
 app.add_typer(cluster.app)
 app.add_typer(observe.app)
 app.add_typer(lab.app)
+app.add_typer(chaos.app)
 app.add_typer(admin.app)
 app.add_typer(bench.app, name="bench")
 app.add_typer(adapter.app, name="adapter")

@@ -299,6 +299,9 @@ def bench(
     (every run's report under "runs", their medians under "summary") on stdout, --out writes it
     to a file.
     """
+    from hierclust.bench.provenance import checkout
+
+    checkout()  # every bench command's commit as it starts (cached): the tree may move on
     if ctx.invoked_subcommand is not None:
         return
     if vs not in (None, "serf", "corosync"):

@@ -218,6 +218,9 @@ def measuring(
     progress bar, an exception of ``refused`` (bad input met on the way) exits 2 with its
     message, an interrupt exits 130 once the run's own cleanup stopped what it started. Yields
     ``progress(phase, done, total)``."""
+    from hierclust.bench.provenance import checkout
+
+    checkout()  # the commit as the run starts (cached): the tree may move on during a long run
     with terminate_as_interrupt(), progress_bar(label) as bar:
         task = bar.add_task("starting", total=total)
 

@@ -236,6 +236,7 @@ class NodeState:
         "born",
         "forgotten",
         "reach",
+        "no_disk",
     )
 
     def __init__(
@@ -286,11 +287,18 @@ class NodeState:
         self.forgotten: dict[int, int] | None = None
         # subtree notices: the newest per group (see reach.py)
         self.reach: dict[int, Subtree] | None = None
+        # the driver cannot make our state durable (a Storage input): no vote, no candidacy
+        self.no_disk = False
         self.inc = incarnation
         if persisted is not None:
             self.inc = max(incarnation, persisted.incarnation + 1)
             if persisted.votes:
                 self.votes = {g: (t, v) for g, t, v in persisted.votes}
+
+    def can_persist(self) -> bool:
+        """False while the driver reports that it cannot make this node's state durable (the
+        node then neither votes nor stands for election)."""
+        return not self.no_disk
 
     @property
     def incarnation(self) -> int:
@@ -462,7 +470,11 @@ class NodeState:
         if top is None:
             return False
         if top.role == LEADER:
-            return now < top.lease_until
+            # only the root's leader is primary on its own lease; a leader below the root whose
+            # parent group it has not joined yet (the instant it wins, before the join) knows
+            # nothing of the groups above it, and a cut-off site's new leader told its members
+            # they were primary in its first heartbeat
+            return top.level == len(self.states) - 1 and now < top.lease_until
         return member_quorate(top, now) and top.primary
 
     def _up_of(self, gs: GroupState) -> tuple[int, int]:

@@ -8,12 +8,19 @@ from many worker processes against the moment of a kill. Given the topology, a r
 subtree (a :class:`~hierclust.core.types.Subtree` notice, ``SubtreeUnreachable``,
 ``SubtreeReachable``) also names it: ``group_name`` and ``nodes`` (a folded nodeset), so the log
 reads without the topology at hand.
+
+A process started with ``HIERCLUST_LOG_LEASES=1`` logs every lease report too (each leader tick
+that extends a lease, a line per led group per heartbeat): what a checker of the real history
+needs to bound each leader's lease (``hierclust chaos``); otherwise only taking, losing and new
+terms are logged.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +39,10 @@ from hierclust.core.types import (
 )
 from hierclust.topology import Topology
 
+_LOG = logging.getLogger("hierclust.runtime")
+
+LOG_LEASES_ENV = "HIERCLUST_LOG_LEASES"
+"""Set to 1 to log every lease report (see the module doc)."""
 FAILED = "Failed"
 """The runtime event of a node that stopped on an error in its step or its effects (fail-stop);
 the others are ``Booted``, ``Crashed`` (killed) and ``Stopped`` (a clean stop of its host)."""
@@ -102,13 +113,21 @@ Subscriber = Callable[[EventRecord], None]
 
 class EventBus:
     """Fan-out of node events to subscribers and to a JSON-lines file (line-buffered); with
-    ``topology``, the file's records name the subtrees they are about."""
+    ``topology``, the file's records name the subtrees they are about.
+
+    A line the file cannot take (a full or read-only disk) is lost and counted
+    (``log_errors``, ``log_error``), never raised: the log is a record, and a node must not stop
+    because its disk is full (the subscribers, ``status`` and the metrics still get
+    everything). The first failure, and each new kind of failure, is logged."""
 
     def __init__(self, log_path: Path | None = None, topology: Topology | None = None) -> None:
         self._subscribers: list[Subscriber] = []
         self._topology = topology
         self._leases: dict[tuple[int, int], tuple[int, bool]] = {}
+        self._every_lease = os.environ.get(LOG_LEASES_ENV) == "1"
         self._log: IO[str] | None = None
+        self.log_errors = 0
+        self.log_error: str | None = None
         if log_path is not None:
             self._log = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
 
@@ -120,16 +139,14 @@ class EventBus:
     def publish(self, rank: int, node: str, event: Any, t_ns: int | None = None) -> None:
         record = EventRecord(time.monotonic_ns() if t_ns is None else t_ns, rank, node, event)
         if self._log is not None and self._worth_logging(rank, event):
-            self._log.write(
-                json.dumps(record_json(record, self._topology), separators=(",", ":")) + "\n"
-            )
+            self._write(json.dumps(record_json(record, self._topology), separators=(",", ":")))
         for subscriber in tuple(self._subscribers):
             subscriber(record)
 
     def _worth_logging(self, rank: int, event: Any) -> bool:
         """Every event but lease *renewals*: a leader renews every few heartbeats, which would
         be most of the log (status shows the lease); taking, losing or a new term is logged."""
-        if type(event) is not LeaseChanged:
+        if type(event) is not LeaseChanged or self._every_lease:
             return True
         key = (rank, event.group)
         state = (event.term, event.held)
@@ -142,7 +159,19 @@ class EventBus:
         """A runtime (not core) event for the log, e.g. a kill: ``{"event": "Killed", ...}``."""
         if self._log is not None:
             line = {"t_ns": time.monotonic_ns(), **payload}
-            self._log.write(json.dumps(line, separators=(",", ":")) + "\n")
+            self._write(json.dumps(line, separators=(",", ":")))
+
+    def _write(self, line: str) -> None:
+        log = self._log
+        assert log is not None
+        try:
+            log.write(line + "\n")
+        except OSError as exc:
+            self.log_errors += 1
+            problem = f"{getattr(log, 'name', 'the event log')}: {exc.strerror or exc}"
+            if problem != self.log_error:
+                self.log_error = problem
+                _LOG.error("event log: %s; events are lost until it can be written", problem)
 
     def close(self) -> None:
         if self._log is not None:

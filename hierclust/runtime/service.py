@@ -309,18 +309,33 @@ class ApiService:
         self.deadlines.clear()
 
     # -- the primary component --------------------------------------------------------------------
-    def check_primary(self, rank: int) -> None:
+    def check_primary(self, rank: int, passed_ns: int | None = None) -> None:
         """Publish ``PrimaryChanged`` when ``rank``'s answer changed, and be back when its leases
-        would run out."""
+        would run out (``passed_ns``: the deadline that brought us here)."""
         driver = self.drivers[rank]
         node = driver.node
         now = time.monotonic_ns()
         until = node.primary_until(now) if node is not None else None
         now_primary = until is not None
+        known = self.deadlines.get(rank)
         if self.primary.get(rank, False) != now_primary:
             self.primary[rank] = now_primary
             self._append(rank, now, _Primary(now_primary))
-        known = self.deadlines.get(rank)
+            # in the event log too, with the instant the answer turns false if nothing renews
+            # it (entering) or the deadline that just passed (leaving): a timer that ran late
+            # does not make the node look primary for longer than its leases said
+            if passed_ns is None and known is not None and known[0] <= now:
+                passed_ns = known[0]
+            ended = passed_ns if not now_primary else None
+            driver.ctx.bus.note(
+                {
+                    "event": "PrimaryChanged",
+                    "node": driver.name,
+                    "rank": rank,
+                    "in_primary": now_primary,
+                    "until_ns": until if now_primary else ended,
+                }
+            )
         if until is None:
             if known is not None:
                 known[1].cancel()
@@ -335,8 +350,8 @@ class ApiService:
         self.deadlines[rank] = (until, handle)
 
     def _deadline(self, rank: int) -> None:
-        self.deadlines.pop(rank, None)
-        self.check_primary(rank)
+        passed = self.deadlines.pop(rank, None)
+        self.check_primary(rank, None if passed is None else passed[0])
 
     def tick(self) -> None:
         """Every heartbeat: a node can enter the primary component without an event."""

@@ -42,6 +42,7 @@ from hierclust.core.witness import Witness
 from hierclust.runtime.context import HostContext, local_witnesses
 from hierclust.runtime.state import StateFileError, make_state_dir, write_atomic
 from hierclust.runtime.transport import AddressTuple, UdpEndpoint
+from hierclust.runtime.wallclock import wall_ns
 from hierclust.topology import Topology
 
 _LOG = logging.getLogger("hierclust.runtime")
@@ -211,7 +212,7 @@ class WitnessServer:
             hold_ms = ctx.topology.by_index[g].tuning.election_timeout_ms
             witness = self.witnesses[g] = Witness(g, hold_ms=hold_ms)
             witness.restore(now, *load_witness_state(self.state_path(g)))
-        incarnation = max(1, int(time.time()) - 1_700_000_000)
+        incarnation = max(1, wall_ns() // 1_000_000_000 - 1_700_000_000)
         self.codecs = {
             g: Codec(
                 cluster=ctx.topology.name,
@@ -219,7 +220,7 @@ class WitnessServer:
                 incarnation=incarnation,
                 keyring=ctx.keyring,
                 registry=ctx.registry,
-                first_seq=time.time_ns() // 1000,
+                first_seq=wall_ns() // 1000,
             )
             for g in groups
         }

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from hierclust.core.types import NoticeLearned, Subtree, SubtreeReachable, SubtreeUnreachable
-from hierclust.runtime.events import EventBus
+from hierclust.core.types import (
+    LeaseChanged,
+    NoticeLearned,
+    Subtree,
+    SubtreeReachable,
+    SubtreeUnreachable,
+)
+from hierclust.runtime.events import LOG_LEASES_ENV, EventBus
 from tests.runtime.test_view import seed
 
 
@@ -62,3 +69,22 @@ def test_without_a_topology_a_subtree_notice_is_logged_by_number(tmp_path: Path)
         "issuer": 0,
         "kind": "reachable",
     }
+
+
+def test_lease_renewals_are_logged_only_when_asked(tmp_path: Path, monkeypatch: Any) -> None:
+    """Taking, losing and a new term are always logged; every renewal report only with
+    HIERCLUST_LOG_LEASES=1 (what the chaos checker reads to bound each lease)."""
+    reports = [
+        LeaseChanged(3, 1, True, 600),
+        LeaseChanged(3, 1, True, 800),
+        LeaseChanged(3, 1, True, 1000),
+        LeaseChanged(3, 1, False, 1000),
+    ]
+    for every, expected in (("", [600, 1000]), ("1", [600, 800, 1000, 1000])):
+        monkeypatch.setenv(LOG_LEASES_ENV, every)
+        path = tmp_path / f"events-{every or 'no'}.jsonl"
+        bus = EventBus(path)
+        for i, report in enumerate(reports):
+            bus.publish(4, "cn5", report, t_ns=i)
+        bus.close()
+        assert [r["until_ns"] for r in logged(path)] == expected

@@ -13,6 +13,7 @@ import pytest
 from hierclust.core.timeouts import MS
 from hierclust.core.types import Received
 from hierclust.sim.fuzz import run_schedule
+from hierclust.sim.network import Partition
 from hierclust.sim.scenario import lease_holder
 from hierclust.sim.simulator import Simulator
 from hierclust.topology import from_dict, generate_document
@@ -172,3 +173,33 @@ def test_a_node_answers_a_superseded_admin_notice_with_the_newer_one() -> None:
     replies = [e.msg for e in effects if isinstance(e, Send) and e.dst == 5]
     assert any(isinstance(m, Notices) and m.notices == (newest,) for m in replies), replies
     assert not node.has_notice(old)
+
+
+def test_a_new_leader_in_a_cut_off_site_never_tells_its_members_they_are_primary() -> None:
+    """Found by the chaos campaign (``hierclust chaos --minutes 30 --seed 1``, england cut off):
+    a leaf group's new leader built its first heartbeat before it had joined the group above,
+    so it took its own leaf group for the top of its path and flagged the heartbeat primary;
+    its members, cut off from the rest of the tree, held themselves in the primary component
+    for a heartbeat or two after every election in the cut-off site."""
+    sim = booted(81, 3)
+    site = sim.topology.by_index[sim.topology.root.index + 1]  # a tier-2 child of the root
+    first, end = site.first_rank, site.end_rank
+    sim.partition(Partition(ranges=[(first, end, 1)]))
+    sim.run_until(sim.now + 3_000 * MS)  # the site's leases above the leaf tier run out
+    primary_after: list[tuple[int, int]] = []
+    for _round in range(4):  # kill leaf leaders inside the site: each makes a new one
+        leaf = next(
+            g
+            for g in sim.topology.by_index
+            if g.is_leaf and first <= g.first_rank < end and lease_holder(sim, g.index) is not None
+        )
+        victim = lease_holder(sim, leaf.index)
+        assert victim is not None
+        sim.crash(victim)
+        for _tick in range(300):  # 3 s in 10 ms steps
+            sim.run_until(sim.now + 10 * MS)
+            for rank in range(first, end):
+                node = sim.nodes[rank]
+                if node is not None and node.in_primary(sim.local_now(rank)):
+                    primary_after.append((sim.now, rank))
+    assert primary_after == [], f"cut-off nodes in the primary component: {primary_after[:5]}"
