@@ -494,9 +494,7 @@ def sweep(
         console.print(f"wrote {plot}")
 
 
-def _run_or_fail(
-    *args: Any, failed_to: Path | None = None, **kwargs: Any
-) -> list[dict[str, Any]]:
+def _run_or_fail(*args: Any, failed_to: Path | None = None, **kwargs: Any) -> list[dict[str, Any]]:
     """:func:`_runs`, or exit with its error; when every repeat failed and ``failed_to`` is
     given, the failed repeats (what each boot did) are written there first."""
     from hierclust.bench.udp import BenchError

@@ -144,6 +144,8 @@ class GroupState:
         "tie_echo",
         "backlog",
         "doubts",
+        "fails",
+        "lapsed",
     )
 
     def __init__(self, layout: Layout, gi: int, level: int, myslot: int) -> None:
@@ -201,6 +203,10 @@ class GroupState:
         # votes are refused in terms <= this (only an amnesiac node sets it; see Node.amnesiac)
         self.vote_floor = NEVER
         self.bcast = 0  # leader: stamp of its last heartbeat Ack to all members
+        self.fails = 0  # (pre-)vote rounds in a row that ended without a result
+        # leader whose lease lapsed while its own loop lagged: when it gives up and steps down
+        # (NEVER: its lease has not lapsed; see Heartbeats._on_lease)
+        self.lapsed = NEVER
 
 
 class NodeState:

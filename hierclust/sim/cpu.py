@@ -59,7 +59,9 @@ class CpuModel:
     send_ns: int = SEND_NS
     lag_ns: int = LAG_NS
     busy_until: list[int] = field(default_factory=list)
-    backlog: list[deque[tuple[int, int, Any, Any, int]]] = field(default_factory=list)
+    # per host, inputs waiting for the loop's next iteration: timers, then datagrams and boots
+    timers_q: list[deque[tuple[int, int, Any, Any, int]]] = field(default_factory=list)
+    inputs_q: list[deque[tuple[int, int, Any, Any, int]]] = field(default_factory=list)
     lag_max: list[int] = field(default_factory=list)
     # (the whole run) lag samples per bucket of LAG_BUCKETS_MS and the largest sample
     samples: list[int] = field(default_factory=list)
@@ -100,7 +102,8 @@ def attach(sim: Any, model: CpuModel) -> None:
     :func:`run_loaded`, and every host samples its lag once per heartbeat."""
     hosts = model.hosts(sim.topology.num_nodes)
     model.busy_until = [0] * hosts
-    model.backlog = [deque() for _ in range(hosts)]
+    model.timers_q = [deque() for _ in range(hosts)]
+    model.inputs_q = [deque() for _ in range(hosts)]
     model.lag_max = [0] * hosts
     model.samples = [0] * (len(LAG_BUCKETS_MS) + 1)
     sim.cpu = model
@@ -111,14 +114,20 @@ def attach(sim: Any, model: CpuModel) -> None:
 
 def run_loaded(sim: Any, end_ns: int) -> None:
     """:meth:`Simulator._run` with every host's CPU taken into account (see the module doc).
-    An input for a busy host joins the host's backlog (a FIFO); one ``HOSTRUN`` event per
-    busy host takes the next input off it when the host is free again."""
+
+    A host whose loop is free handles an input at once. A busy host's inputs wait: timers (and
+    the lag sample) in one backlog, datagrams and boots in another. When the host is free again
+    (a ``HOSTRUN`` event) it runs one loop iteration as libuv and asyncio do: first every timer
+    that fell due meanwhile, then every datagram that arrived meanwhile; what comes in during
+    the iteration waits for the next one. So a lagging node's candidacy timer runs before the
+    vote requests that arrived ahead of it are read, as on a real starved host."""
     model = sim.cpu
     assert model is not None
     queue = sim.queue
     per_host = model.per_host
     busy = model.busy_until
-    backlog = model.backlog
+    timers_q = model.timers_q
+    inputs_q = model.inputs_q
     run = 0
     while True:
         entry = queue.pop_until(end_ns)
@@ -135,17 +144,21 @@ def run_loaded(sim: Any, end_ns: int) -> None:
             continue
         if kind == HOSTRUN:
             host = target
-            waiting = backlog[host]
-            kind, target, a, b, due = waiting.popleft()
-            _handle(sim, model, host, now, kind, target, a, b, due)
-            if waiting:
+            batch = [*timers_q[host], *inputs_q[host]]
+            timers_q[host].clear()
+            inputs_q[host].clear()
+            at = now
+            for kind, target, a, b, due in batch:
+                _handle(sim, model, host, at, kind, target, a, b, due)
+                at = max(at, busy[host])
+            if timers_q[host] or inputs_q[host]:
                 queue.push(busy[host], HOSTRUN, host, None)
             continue
         host = target if kind == HOSTLAG else target // per_host
-        waiting = backlog[host]
-        if busy[host] > now or waiting:
-            # the host's loop is busy: this input waits its turn, in arrival order
-            if not waiting:
+        waiting = timers_q[host] if kind == TIMER or kind == HOSTLAG else inputs_q[host]
+        if busy[host] > now or timers_q[host] or inputs_q[host]:
+            # the host's loop is busy: this input waits for its next iteration
+            if not timers_q[host] and not inputs_q[host]:
                 queue.push(busy[host], HOSTRUN, host, None)
             waiting.append((kind, target, a, b, now))
             continue
