@@ -109,8 +109,8 @@ class Elections(NodeState):
             # while our own loop lags, and longer still after each failure in a row then: a
             # starved node's rounds fail for its own slowness)
             gs.role = FOLLOWER
-            gs.fails += 1
-            wait = backoff(tm.heartbeat, self.health, gs.fails)
+            gs.strain += 1  # (failed rounds in a row)
+            wait = backoff(tm.heartbeat, self.health, gs.strain)
             if self.health:
                 wait += self.rng.randrange(wait + 1)  # (random: lagging rivals spread apart)
             self._arm_candidacy(now, gs, out, extra=wait)
@@ -326,8 +326,7 @@ class Elections(NodeState):
         gs.leader_inc = self.inc
         gs.heard_from = self.rank
         gs.cand_armed = False
-        gs.fails = 0
-        gs.lapsed = NEVER
+        gs.strain = 0  # (now: no lapsed lease)
         out.append(CancelTimer(gs.key_cand))
         size = gs.size
         gs.last = [now] * size
@@ -379,7 +378,7 @@ class Elections(NodeState):
         gs.leader = -1
         gs.prev_leader = self.rank
         gs.heard_from = -1
-        gs.lapsed = NEVER
+        gs.strain = 0  # (now: no failed rounds yet)
         out.append(Emit(LeaseChanged(gs.gi, gs.term, False, gs.lease_until)))
         out.append(Emit(LeaderChanged(gs.gi, None, gs.term)))
         self._set_quorate(gs, False, out)

@@ -85,7 +85,9 @@ class Heartbeats(NodeState):
             self._on_lease(now, gs, out)
             if gs.role != LEADER:
                 return
-        self._scan(now, gs, out)
+        if not gs.strain:
+            # (not while our lease is lapsed for our own lag: silences we measure then are ours)
+            self._scan(now, gs, out)
         if gs.tie != TIE_NONE:
             out.append(Send(witness_id(gs.gi), TieRenew(gs.gi, gs.term, now)))
         if heartbeat:
@@ -107,6 +109,19 @@ class Heartbeats(NodeState):
             return
         for dst in self._members(gs):
             out.append(Send(dst, ack))
+
+    def _regained(self, now: int, gs: GroupState, out: list[Effect]) -> None:
+        """Our lease is back after a lapse for our own lag: every member we still count alive
+        is dated from now, since the silences we measured while we lagged were our own."""
+        gs.strain = 0
+        self._set_quorate(gs, True, out)
+        last = gs.last
+        status = gs.status
+        for s in range(gs.size):
+            if status[s] == ALIVE or status[s] == SUSPECT:
+                if last[s] < now:
+                    last[s] = now
+                status[s] = ALIVE
 
     def _on_lease(self, now: int, gs: GroupState, out: list[Effect]) -> None:
         if gs.role != LEADER:
@@ -133,21 +148,20 @@ class Heartbeats(NodeState):
                 out.append(SetTimer(gs.key_lease, gs.lease_until - lease_urgency(gs)))
             return
         if self._renew_lease(now, gs, out):
-            if gs.lapsed != NEVER:
-                gs.lapsed = NEVER  # regained after a lapse (below)
-                self._set_quorate(gs, True, out)
+            if gs.strain:
+                self._regained(now, gs, out)  # after a lapse (below)
             return
-        if (gs.lapsed == NEVER and self.health) or now < gs.lapsed:
+        if (not gs.strain and self.health) or now < gs.strain:
             # Our own loop lags: the echoes that would renew the lease may be waiting behind
             # this very timer. Hold on, without the lease (nothing that needs it is done, and
             # our vote stays ours), heartbeating for a stretched election timeout: members that
             # hear us do not stand, and a majority echoing a newer stamp gives a lease again as
             # safely as at any tick (docs/architecture.md, Leases). Stepping down instead makes
             # the whole group, and every group above that we lead, elect on a starved CPU.
-            if gs.lapsed == NEVER:
-                gs.lapsed = now + stretched(gs.tm.election, self.health)
+            if not gs.strain:
+                gs.strain = now + stretched(gs.tm.election, self.health)
                 self._set_quorate(gs, False, out)
-            out.append(SetTimer(gs.key_lease, min(now + gs.tm.heartbeat, gs.lapsed)))
+            out.append(SetTimer(gs.key_lease, min(now + gs.tm.heartbeat, gs.strain)))
             return
         # members that still heard us may re-elect us at once (one round trip, new term)
         self._step_down(now, gs, out, retry_ns=0)
@@ -222,12 +236,11 @@ class Heartbeats(NodeState):
             delays = gs.delay
             kept = delays[s] - (delays[s] >> 3)
             delays[s] = late if late > kept else kept
-            if gs.lapsed != NEVER:
+            if gs.strain:
                 # our lease lapsed while we lagged (_on_lease): regain it the moment a majority
                 # echoed a stamp recent enough, as a won vote would give it, not at a late tick
                 if self._renew_lease(now, gs, out):
-                    gs.lapsed = NEVER
-                    self._set_quorate(gs, True, out)
+                    self._regained(now, gs, out)
             elif (
                 old + tm.lease <= gs.lease_until
                 and now < gs.lease_until
@@ -363,6 +376,7 @@ class Heartbeats(NodeState):
         gs.hint = -1
         if gs.leader != src:
             gs.leader = src
+            gs.strain = 0  # (a leader found: no failed rounds in a row any more)
             gs.mismatch = 1  # a new leader: repair on the first digest mismatch
             out.append(Emit(LeaderChanged(gs.gi, src, gs.term)))
             self._flush_backlog(now, gs, out)
