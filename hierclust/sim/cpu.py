@@ -44,6 +44,9 @@ path costs per datagram (docs/benchmarks.md, the 1,024-node soak: 0.27 cores for
 datagrams sent and received per second)."""
 SEND_NS = 12_000
 """One datagram sent (encode, MAC, ``sendto``) at ``slow`` 1."""
+SETTLED_BUSY = 0.00035
+"""The share of one host's CPU that one settled node keeps busy at ``slow`` 1 (fan-out 16,
+measured with this model: 0.35 for 1,000 nodes)."""
 LAG_NS = 2_000
 """Feeding one node its :class:`LoopLag` sample."""
 
