@@ -143,6 +143,16 @@ def fuzz(
             show_default=False,
         ),
     ] = None,
+    load: Annotated[
+        float,
+        typer.Option(
+            "--load",
+            min=0.0,
+            max=10.0,
+            help="Run every schedule on two lagging hosts whose settled work is this share of "
+            "their CPU (0: no CPU model; see hierclust sim --slow).",
+        ),
+    ] = 0.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Random swarm fault schedules: safety and liveness checked.
@@ -157,7 +167,7 @@ def fuzz(
     with progress_bar("fuzz") as bar:
         task = bar.add_task("schedules", total=schedules)
         result = run_fuzz(
-            schedules, seed, nodes=nodes, fanout=fanout,
+            schedules, seed, nodes=nodes, fanout=fanout, load=load,
             progress=lambda done, _total: bar.update(task, completed=done),
         )  # fmt: skip
     if as_json:

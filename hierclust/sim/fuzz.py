@@ -397,12 +397,14 @@ def fuzz(
     nodes: int | None = None,
     fanout: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    load: float = 0.0,
 ) -> dict[str, Any]:
-    """Run ``schedules`` schedules with seeds ``seed, seed+1, ...``; the JSON summary."""
+    """Run ``schedules`` schedules with seeds ``seed, seed+1, ...`` (on lagging hosts with
+    ``load``, see :func:`run_schedule`); the JSON summary."""
     failed: list[Outcome] = []
     violations = liveness = 0
     for i in range(schedules):
-        outcome = run_schedule(seed + i, nodes=nodes, fanout=fanout)
+        outcome = run_schedule(seed + i, nodes=nodes, fanout=fanout, load=load)
         violations += len(outcome.violations)
         liveness += 1 if outcome.liveness else 0
         if not outcome.ok:
@@ -410,9 +412,11 @@ def fuzz(
         if progress:
             progress(i + 1, schedules)
     extra = (f" --nodes {nodes}" if nodes else "") + (f" --fanout {fanout}" if fanout else "")
+    extra += f" --load {load}" if load else ""
     return {
         "schedules": schedules,
         "seed": seed,
+        "load": load,
         "violations": violations,
         "liveness_failures": liveness,
         "failed_seeds": [o.seed for o in failed],
