@@ -234,8 +234,11 @@ def measuring(
 
 
 def write_report(report: dict[str, Any], as_json: bool, out_path: Path | None) -> None:
-    """A measurement's JSON document: on stdout with ``--json``, in ``out_path`` when given."""
-    text = json.dumps(report, indent=2) + "\n"
+    """A measurement's JSON document: on stdout with ``--json``, in ``out_path`` when given;
+    stamped with its provenance (the command, the commit, the machine's load)."""
+    from hierclust.bench.provenance import stamped
+
+    text = json.dumps(stamped(report), indent=2) + "\n"
     if as_json:
         print(text, end="")
     if out_path is not None:
