@@ -156,3 +156,22 @@ def boot_diagnostics(state_dir: Path, until_ns: int | None = None) -> dict[str, 
         "busiest_group": busiest[0],
         "busiest_group_elections": busiest[1],
     }
+
+
+def boot_report(state_dir: Path, started_ns: int, all_led_ns: int | None) -> dict[str, Any]:
+    """What a deployment's boot did (:func:`boot_diagnostics`, up to every group being led when
+    it was), and its workers' loop lag so far: the maximum and the per-heartbeat histogram
+    summed over the workers (asked over their control sockets)."""
+    from hierclust.runtime.deploy import collect
+
+    diag = boot_diagnostics(state_dir, all_led_ns)
+    diag["until_s"] = None if all_led_ns is None else round((all_led_ns - started_ns) / 1e9, 2)
+    snaps, _errors = collect(state_dir)
+    hist: dict[str, int] = {}
+    for snap in snaps:
+        for key, count in (snap.get("lag_hist") or {}).items():
+            hist[key] = hist.get(key, 0) + int(count)
+    diag["loop_lag_max_ms"] = max((int(s.get("lag_max_ms", 0)) for s in snaps), default=0)
+    diag["loop_lag_hist"] = hist
+    diag["load_avg_1m"] = load_avg()
+    return diag

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hierclust import __version__
-from hierclust.bench.hog import Hog, boot_diagnostics
+from hierclust.bench.hog import Hog, boot_report
 from hierclust.bench.hog import cpu_seconds as cpu_seconds  # (re-exported: other benches use it)
 from hierclust.bench.hog import load_avg as load_avg
 from hierclust.core.timeouts import MS
@@ -273,13 +273,13 @@ class UdpRun(Demo):
             return done, total
 
         if not wait_ready(self.deployment, self.children, boot_timeout_s, None, led_counted):
-            self.boot_report = self.boot_state(started, None)
+            self.boot_report = boot_report(self.state_dir, started, None)
             raise BootTimeout(
                 f"only {best[0]} of {groups} groups of {topology.num_nodes} nodes had a leader "
                 f"after {boot_timeout_s:.0f} s (load average {load_avg()})"
             )
         all_led_ns = time.monotonic_ns()
-        self.boot_report = self.boot_state(started, all_led_ns)
+        self.boot_report = boot_report(self.state_dir, started, all_led_ns)
         settle_end = time.monotonic() + settle_s
         while time.monotonic() < settle_end:
             say("settling", 0, 1)
@@ -394,22 +394,6 @@ class UdpRun(Demo):
             },
         }
         return report
-
-    def boot_state(self, started_ns: int, all_led_ns: int | None) -> dict[str, Any]:
-        """What the boot did (:func:`boot_diagnostics`, up to every group being led when it
-        was), and the workers' loop lag so far: its maximum and its per-heartbeat histogram
-        summed over the workers."""
-        diag = boot_diagnostics(self.state_dir, all_led_ns)
-        diag["until_s"] = None if all_led_ns is None else round((all_led_ns - started_ns) / 1e9, 2)
-        snaps, _errors = collect(self.state_dir)
-        hist: dict[str, int] = {}
-        for snap in snaps:
-            for key, count in (snap.get("lag_hist") or {}).items():
-                hist[key] = hist.get(key, 0) + int(count)
-        diag["loop_lag_max_ms"] = max((int(s.get("lag_max_ms", 0)) for s in snaps), default=0)
-        diag["loop_lag_hist"] = hist
-        diag["load_avg_1m"] = load_avg()
-        return diag
 
     def crash(self, victim: int) -> int:
         """Crash ``victim`` abruptly; the monotonic time of the crash.

@@ -192,7 +192,7 @@ class Node(Heartbeats, Detection, Elections, Slots, Reach, Flood, Modes):
         elif tag == "l":
             self._on_lease(now, gs, out)
         elif tag == "s":
-            if gs.role == LEADER:
+            if gs.role == LEADER and not gs.strain:  # (not while a lease lapsed for our lag)
                 self._scan(now, gs, out)
         elif tag == "p":
             self._on_probe_timeout(now, gs, key[2], out)
