@@ -225,6 +225,18 @@ class Elections(NodeState):
             return
         if not gs.leaf and 0 <= msg.slot < gs.size and gs.role != LEADER:
             gs.holders[msg.slot] = src
+        if (
+            self.health
+            and gs.role == PRECANDIDATE
+            and msg.slot < gs.myslot
+            and msg.term == self._next_term(gs.cand_start, gs)
+        ):
+            # a lower rank stands in the same round as we do: our loop lags, so our candidacy
+            # timers ran late together (a starved loop runs every due timer before it reads
+            # what arrived). Give way, or the round splits the votes of every member.
+            gs.role = FOLLOWER
+            wait = backoff(gs.tm.heartbeat, self.health, 1)
+            self._arm_candidacy(now, gs, out, extra=wait + self.rng.randrange(wait + 1))
         granted = msg.term > gs.term and not self._sticky(now, gs, src)
         leader = self._confirmed_leader(now, gs)
         out.append(Send(src, PreVoteResp(gs.gi, msg.term, granted, gs.myslot, leader, gs.term)))
