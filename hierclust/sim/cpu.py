@@ -202,6 +202,8 @@ def _handle(
         del timers[a]
         if now - due > model.lag_max[host]:  # how late the loop ran it, as the runtime measures
             model.lag_max[host] = now - due
+        if (now - due) * 2 > sim.topology.tuning.heartbeat_ms * MS:
+            node.step(local, LoopLag((now - due) // MS))  # (as the runtime's driver does)
         effects = node.step(local, TimerFired(a))
     sends = sum(1 for e in effects if type(e) is Send)
     spent = model.cost(sends)
