@@ -5,7 +5,7 @@ every step's cost. At ``slow`` 6 with 500 nodes per host, one host's work at the
 rate is more than its CPU (about 1.05 of it), so a boot converges only if the nodes shed load
 and stop re-electing while they lag. Before local health widened elections and leases
 (docs/architecture.md, Overload), this boot had 38 of 75 groups led after 30 s of virtual time,
-after 944 elections.
+after 944 elections; after it, all are led at 6.2 s.
 """
 
 from __future__ import annotations
