@@ -140,7 +140,9 @@ class Detection(NodeState):
             req = PingReq(gs.gi, target, self.rank)
             for h in helpers[: gs.tm.probes]:
                 out.append(Send(h, req))
-        out.append(SetTimer(timer, now + gs.tm.confirm))
+        # (the answers wait in our own loop's backlog too while it lags: a starved loop runs
+        # this timer before it reads them, so the wait stretches with local health)
+        out.append(SetTimer(timer, now + stretched(gs.tm.confirm, self.health)))
 
     def _doubt(self, now: int, gs: GroupState, node: int, inc: int, out: list[Effect]) -> None:
         """A slot stayed pending past its grace: its former holder may be dead, or alive and
