@@ -393,7 +393,7 @@ class SerfCluster:
         return None
 
     def cpu_seconds(self) -> float:
-        from hierclust.bench.udp import cpu_seconds
+        from hierclust.bench.hog import cpu_seconds
 
         return cpu_seconds([a.process.pid for a in self.agents])
 

@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from hierclust import __version__
+from hierclust.bench.hog import Hog, boot_report
+from hierclust.bench.hog import cpu_seconds as cpu_seconds  # (re-exported: other benches use it)
+from hierclust.bench.hog import load_avg as load_avg
 from hierclust.core.timeouts import MS
 from hierclust.runtime.control import request
 from hierclust.runtime.demo import Demo, read_events
@@ -90,19 +93,6 @@ def check_local(topology: Topology) -> None:
 
 
 # -- measurements ----------------------------------------------------------------------------------
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of ``pids`` so far (processes gone count 0)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
-    return total / ticks
-
-
 def counters(snapshots: list[dict[str, Any]]) -> tuple[int, int, int]:
     """(datagrams sent, bytes sent, running nodes) summed over status snapshots."""
     sent = sent_bytes = running = 0
@@ -241,6 +231,7 @@ class UdpRun(Demo):
         self.use_uvloop = use_uvloop
         self.kill_mode = kill_mode
         self.stopped_pid: int | None = None
+        self.boot_report: dict[str, Any] = {}
 
     def run_kill(
         self,
@@ -282,11 +273,13 @@ class UdpRun(Demo):
             return done, total
 
         if not wait_ready(self.deployment, self.children, boot_timeout_s, None, led_counted):
+            self.boot_report = boot_report(self.state_dir, started, None)
             raise BootTimeout(
                 f"only {best[0]} of {groups} groups of {topology.num_nodes} nodes had a leader "
                 f"after {boot_timeout_s:.0f} s (load average {load_avg()})"
             )
         all_led_ns = time.monotonic_ns()
+        self.boot_report = boot_report(self.state_dir, started, all_led_ns)
         settle_end = time.monotonic() + settle_s
         while time.monotonic() < settle_end:
             say("settling", 0, 1)
@@ -390,6 +383,8 @@ class UdpRun(Demo):
                 "reelected": outcome["reelected"],
                 "false_positive_nodes": [topology.node_name(r) for r in fp_ranks[:10]],
                 "false_positives_incl_boot": boot_fp,
+                "boot_s": round((all_led_ns - started) / 1e9, 2),
+                "boot": self.boot_report,
                 "load_avg_1m": load_avg(),
                 "loop_lag_max_ms": max(
                     (int(s.get("lag_max_ms", 0)) for s in snaps_after), default=0
@@ -446,10 +441,13 @@ def udp_runs(
     progress: Progress | None = None,
     failures: list[dict[str, Any]] | None = None,
     kill_mode: str = "host",
+    hog: int = 0,
 ) -> list[dict[str, Any]]:
     """One report per repeat, each on a fresh deployment (stopped by PID, even on error or ^C).
     A repeat whose cluster does not get every leader in time is recorded in ``failures`` (when
-    given) and skipped; :class:`BenchError` when no repeat succeeds."""
+    given, with what its boot did) and skipped; :class:`BenchError` when no repeat succeeds.
+    ``hog``: that many busy-loop processes (:class:`~hierclust.bench.hog.Hog`) run through each
+    whole repeat, started before the deploy and ended by PID after the stop."""
     check_local(topology)
     runs: list[dict[str, Any]] = []
     last_error = ""
@@ -463,7 +461,9 @@ def udp_runs(
             kill_mode=kill_mode,
         )
         ok = False
+        hogs = Hog(hog, max_s=boot_timeout_s + steady_s + after_s + 60.0)
         try:
+            hogs.start()
             runs.append(
                 run.run_kill(
                     kill,
@@ -479,17 +479,25 @@ def udp_runs(
             if failures is None:
                 raise
             last_error = str(exc)
-            failures.append({"seed": seed + i, "error": last_error, "load_avg_1m": load_avg()})
+            failures.append(
+                {
+                    "seed": seed + i,
+                    "error": last_error,
+                    "load_avg_1m": load_avg(),
+                    "boot": run.boot_report,
+                }
+            )
         except DeployError as exc:
             raise BenchError(str(exc)) from None
         finally:
             left = run.finish()
+            hogs.stop()
+            if hog and ok:
+                runs[-1]["udp"]["hog"] = hogs.info()
+            elif hog and failures and failures[-1].get("seed") == seed + i:
+                failures[-1]["hog"] = hogs.info()
             if ok and left["left_running"]:
                 raise BenchError(f"{left['left_running']} worker processes did not stop")
     if not runs:
         raise BenchError(last_error or "no repeat completed")
     return runs
-
-
-def load_avg() -> float:
-    return round(os.getloadavg()[0], 2)

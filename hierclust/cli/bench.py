@@ -195,6 +195,7 @@ def _runs(
     after_s_min: float = 10.0,
     failures: list[dict[str, Any]] | None = None,
     as_json: bool = False,
+    hog: int = 0,
 ) -> list[dict[str, Any]]:
     with progress_bar(label) as bar:
         task = bar.add_task("starting", total=1.0)
@@ -234,6 +235,7 @@ def _runs(
             progress=udp_step,
             failures=failures,
             kill_mode=kill_mode,
+            hog=hog,
         )
 
 
@@ -281,6 +283,16 @@ def bench(
     boot_timeout_s: BootOpt = 120.0,
     after_ms: AfterOpt = 3000,
     use_uvloop: UvloopOpt = None,
+    hog: Annotated[
+        int,
+        typer.Option(
+            "--hog",
+            min=0,
+            max=64,
+            help="udp: N busy-loop processes (nice 0) through each whole repeat: boot under "
+            "a starved CPU. The report gives their CPU use and the load average.",
+        ),
+    ] = 0,
     budget: Annotated[
         bool,
         typer.Option(
@@ -306,6 +318,10 @@ def bench(
         return
     if vs not in (None, "serf", "corosync"):
         fail(f"--vs: expected serf or corosync, got {vs!r}", as_json)
+    if hog and mode is not Mode.udp:
+        fail("--hog starves real agents of CPU: use it with --mode udp", as_json)
+    if hog and vs is not None:
+        fail("--hog and --vs: compare systems on an idle box (give one of them)", as_json)
     check_outputs(out_path, plot, as_json)
     if vs == "corosync":
         from hierclust.cli.bench_corosync import kill_vs_corosync
@@ -334,6 +350,7 @@ def bench(
                 "failures": failures,
                 "as_json": as_json,
                 "kill_mode": kill_mode.value,
+                "hog": hog,
             }
             if vs == "serf":
                 from hierclust.bench.serf import AFTER_KILL_S
@@ -342,8 +359,9 @@ def bench(
                 # one could cut hierclust's slowest survivors off and shrink its notify_max
                 options["after_s_min"] = AFTER_KILL_S
             runs = _run_or_fail(
-                mode, topology, path, kill, repeats, seed, label=f"{mode.value} bench", **options
-            )
+                mode, topology, path, kill, repeats, seed, label=f"{mode.value} bench",
+                failed_to=out_path, **options,
+            )  # fmt: skip
             result = document(runs)
             columns: dict[str, dict[str, Any]] = {"hierclust": result["summary"]}
             series = {
@@ -493,7 +511,9 @@ def sweep(
         console.print(f"wrote {plot}")
 
 
-def _run_or_fail(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+def _run_or_fail(*args: Any, failed_to: Path | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`_runs`, or exit with its error; when every repeat failed and ``failed_to`` is
+    given, the failed repeats (what each boot did) are written there first."""
     from hierclust.bench.udp import BenchError
     from hierclust.runtime.errors import DeployError
 
@@ -502,6 +522,9 @@ def _run_or_fail(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
     except DeployError as exc:
         fail(str(exc), bool(kwargs.get("as_json")))
     except BenchError as exc:
+        failures = kwargs.get("failures")
+        if failed_to is not None and failures:
+            write_report({"runs": [], "failed_repeats": failures}, False, failed_to)
         refuse(str(exc), bool(kwargs.get("as_json")))
 
 

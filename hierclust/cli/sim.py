@@ -56,6 +56,25 @@ def sim(
             "reported under sim.planned), then stop it: a planned departure.",
         ),
     ] = False,
+    slow: Annotated[
+        float,
+        typer.Option(
+            "--slow",
+            min=0.0,
+            help="A starved CPU: every node's processing cost times this (0: none; 1: about "
+            "this project's reference box; 2: half the CPU the agents need). Nodes share "
+            "hosts of --per-host ranks, one serial event loop each (docs/simulator.md).",
+        ),
+    ] = 0.0,
+    per_host: Annotated[
+        int, typer.Option("--per-host", min=1, help="With --slow: nodes per host process.")
+    ] = 1000,
+    boot_limit_ms: Annotated[
+        int,
+        typer.Option(
+            "--boot-limit-ms", min=100, help="Virtual time allowed for every group to be led."
+        ),
+    ] = 10_000,
     as_json: JsonFlag = False,
 ) -> None:
     """Simulate the protocol: one kill, or fuzzing (sim fuzz).
@@ -71,7 +90,8 @@ def sim(
     topology = topology_from_options(topology_file, nodes, fanout, as_json)
     plan = KillPlan(
         kill=kill, seed=seed, loss=loss, latency_ms=latency_ms, jitter_ms=jitter_ms,
-        after_ms=after_ms, planned=planned,
+        after_ms=after_ms, planned=planned, slow=slow, per_host=per_host,
+        boot_limit_ms=boot_limit_ms,
     )  # fmt: skip
     with progress_bar(f"sim {topology.num_nodes:,} nodes") as bar:
         task = bar.add_task("booting", total=1.0)
@@ -123,6 +143,16 @@ def fuzz(
             show_default=False,
         ),
     ] = None,
+    load: Annotated[
+        float,
+        typer.Option(
+            "--load",
+            min=0.0,
+            max=10.0,
+            help="Run every schedule on two lagging hosts whose settled work is this share of "
+            "their CPU (0: no CPU model; see hierclust sim --slow).",
+        ),
+    ] = 0.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Random swarm fault schedules: safety and liveness checked.
@@ -137,7 +167,7 @@ def fuzz(
     with progress_bar("fuzz") as bar:
         task = bar.add_task("schedules", total=schedules)
         result = run_fuzz(
-            schedules, seed, nodes=nodes, fanout=fanout,
+            schedules, seed, nodes=nodes, fanout=fanout, load=load,
             progress=lambda done, _total: bar.update(task, completed=done),
         )  # fmt: skip
     if as_json:

@@ -165,7 +165,7 @@ class Detection(NodeState):
             helpers = [h for h in self._members(gs) if h != holder]
             self._probe(now, gs, holder, helpers, timer, out)
         else:
-            out.append(SetTimer(timer, now + gs.tm.confirm))
+            out.append(SetTimer(timer, now + stretched(gs.tm.confirm, self.health)))
 
     def _on_sweep_timeout(self, now: int, gs: GroupState, s: int, out: list[Effect]) -> None:
         sweeps = gs.sweeps
@@ -209,7 +209,9 @@ class Detection(NodeState):
             req = PingReq(gs.gi, target, self.rank)
             for h in helpers[: gs.tm.probes]:
                 out.append(Send(h, req))
-        out.append(SetTimer(timer, now + gs.tm.confirm))
+        # (the answers wait in our own loop's backlog too while it lags: a starved loop runs
+        # this timer before it reads them, so the wait stretches with local health)
+        out.append(SetTimer(timer, now + stretched(gs.tm.confirm, self.health)))
 
     def _doubt(self, now: int, gs: GroupState, node: int, inc: int, out: list[Effect]) -> None:
         """A slot stayed pending past its grace: its former holder may be dead, or alive and

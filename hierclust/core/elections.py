@@ -57,7 +57,7 @@ from hierclust.core.state import (
     hear_term,
     lease_urgency,
 )
-from hierclust.core.timeouts import stretched
+from hierclust.core.timeouts import backoff, stretched
 from hierclust.core.types import (
     ACTIVE,
     CancelTimer,
@@ -98,6 +98,12 @@ class Elections(NodeState):
         gs.cand_armed = True
         # one rank step spans the whole jitter window, so a lower rank always stands first
         step = tm.rank_delay + tm.jitter
+        health = self.health
+        if health:
+            # our loop lags: our rounds take longer, so rank steps and jitter widen with it (a
+            # lower rank's round can finish before we stand), and a healthy node stands first
+            step = stretched(step, health)
+            jitter = stretched(jitter, health)
         out.append(SetTimer(gs.key_cand, now + extra + pos * step + jitter))
 
     def _on_candidacy(self, now: int, gs: GroupState, out: list[Effect]) -> None:
@@ -107,9 +113,14 @@ class Elections(NodeState):
         tm = gs.tm
         if gs.role != FOLLOWER:
             # the (pre-)vote round timed out without a result: back off and try again (longer
-            # while our own loop lags: a starved node's rounds fail for its own slowness)
+            # while our own loop lags, and longer still after each failure in a row then: a
+            # starved node's rounds fail for its own slowness)
             gs.role = FOLLOWER
-            self._arm_candidacy(now, gs, out, extra=stretched(tm.heartbeat, self.health))
+            gs.strain += 1  # (failed rounds in a row)
+            wait = backoff(tm.heartbeat, self.health, gs.strain)
+            if self.health:
+                wait += self.rng.randrange(wait + 1)  # (random: lagging rivals spread apart)
+            self._arm_candidacy(now, gs, out, extra=wait)
             return
         if gs.leader >= 0 and now - gs.heard_ns <= stretched(tm.election, self.health):
             return  # our leader is alive
@@ -132,7 +143,8 @@ class Elections(NodeState):
         if gs.tie != TIE_NONE:
             out.append(Send(witness_id(gs.gi), TieVote(gs.gi, msg.term, 1, True)))
         gs.cand_armed = True
-        out.append(SetTimer(gs.key_cand, now + tm.election // 2))
+        # the round's answers wait in our own loop's backlog too when it lags
+        out.append(SetTimer(gs.key_cand, now + stretched(tm.election // 2, self.health)))
         self._check_prevote(now, gs, out)
 
     def _next_term(self, now: int, gs: GroupState) -> int:
@@ -172,7 +184,8 @@ class Elections(NodeState):
             out.append(Send(dst, msg))
         gs.cand_armed = True
         jitter = self.rng.randrange(tm.jitter + 1) if tm.jitter > 0 else 0
-        out.append(SetTimer(gs.key_cand, now + tm.election // 2 + jitter))
+        round_ns = stretched(tm.election // 2, self.health)
+        out.append(SetTimer(gs.key_cand, now + round_ns + jitter))
         self._check_votes(now, gs, out)
 
     def _check_votes(self, now: int, gs: GroupState, out: list[Effect]) -> None:
@@ -228,6 +241,18 @@ class Elections(NodeState):
             return
         if not gs.leaf and 0 <= msg.slot < gs.size and gs.role != LEADER:
             gs.holders[msg.slot] = src
+        if (
+            self.health
+            and gs.role == PRECANDIDATE
+            and msg.slot < gs.myslot
+            and msg.term == self._next_term(gs.cand_start, gs)
+        ):
+            # a lower rank stands in the same round as we do: our loop lags, so our candidacy
+            # timers ran late together (a starved loop runs every due timer before it reads
+            # what arrived). Give way, or the round splits the votes of every member.
+            gs.role = FOLLOWER
+            wait = backoff(gs.tm.heartbeat, self.health, 1)
+            self._arm_candidacy(now, gs, out, extra=wait + self.rng.randrange(wait + 1))
         granted = msg.term > gs.term and not self._sticky(now, gs, src)
         leader = self._confirmed_leader(now, gs)
         out.append(Send(src, PreVoteResp(gs.gi, msg.term, granted, gs.myslot, leader, gs.term)))
@@ -347,6 +372,7 @@ class Elections(NodeState):
         gs.leader_inc = self.inc
         gs.heard_from = self.rank
         gs.cand_armed = False
+        gs.strain = 0  # (now: no lapsed lease)
         out.append(CancelTimer(gs.key_cand))
         size = gs.size
         gs.last = [now] * size
@@ -398,6 +424,7 @@ class Elections(NodeState):
         gs.leader = -1
         gs.prev_leader = self.rank
         gs.heard_from = -1
+        gs.strain = 0  # (now: no failed rounds yet)
         out.append(Emit(LeaseChanged(gs.gi, gs.term, False, gs.lease_until)))
         out.append(Emit(LeaderChanged(gs.gi, None, gs.term)))
         self._set_quorate(gs, False, out)

@@ -55,7 +55,7 @@ from hierclust.core.state import (
     NodeState,
     lease_urgency,
 )
-from hierclust.core.timeouts import stretched
+from hierclust.core.timeouts import leader_period, stretched
 from hierclust.core.types import (
     ACTIVE,
     Alive,
@@ -85,7 +85,9 @@ class Heartbeats(NodeState):
             self._on_lease(now, gs, out)
             if gs.role != LEADER:
                 return
-        self._scan(now, gs, out)
+        if not gs.strain:
+            # (not while our lease is lapsed for our own lag: silences we measure then are ours)
+            self._scan(now, gs, out)
         if gs.tie != TIE_NONE:
             out.append(Send(witness_id(gs.gi), TieRenew(gs.gi, gs.term, now)))
         if heartbeat:
@@ -107,6 +109,19 @@ class Heartbeats(NodeState):
             return
         for dst in self._members(gs):
             out.append(Send(dst, ack))
+
+    def _regained(self, now: int, gs: GroupState, out: list[Effect]) -> None:
+        """Our lease is back after a lapse for our own lag: every member we still count alive
+        is dated from now, since the silences we measured while we lagged were our own."""
+        gs.strain = 0
+        self._set_quorate(gs, True, out)
+        last = gs.last
+        status = gs.status
+        for s in range(gs.size):
+            if status[s] == ALIVE or status[s] == SUSPECT:
+                if last[s] < now:
+                    last[s] = now
+                status[s] = ALIVE
 
     def _on_lease(self, now: int, gs: GroupState, out: list[Effect]) -> None:
         if gs.role != LEADER:
@@ -132,9 +147,24 @@ class Heartbeats(NodeState):
                 # early (our clock's rate changed since the timer was set): keep the watch
                 out.append(SetTimer(gs.key_lease, gs.lease_until - lease_urgency(gs)))
             return
-        if not self._renew_lease(now, gs, out):
-            # members that still heard us may re-elect us at once (one round trip, new term)
-            self._step_down(now, gs, out, retry_ns=0)
+        if self._renew_lease(now, gs, out):
+            if gs.strain:
+                self._regained(now, gs, out)  # after a lapse (below)
+            return
+        if (not gs.strain and self.health) or now < gs.strain:
+            # Our own loop lags: the echoes that would renew the lease may be waiting behind
+            # this very timer. Hold on, without the lease (nothing that needs it is done, and
+            # our vote stays ours), heartbeating for a stretched election timeout: members that
+            # hear us do not stand, and a majority echoing a newer stamp gives a lease again as
+            # safely as at any tick (docs/architecture.md, Leases). Stepping down instead makes
+            # the whole group, and every group above that we lead, elect on a starved CPU.
+            if not gs.strain:
+                gs.strain = now + stretched(gs.tm.election, self.health)
+                self._set_quorate(gs, False, out)
+            out.append(SetTimer(gs.key_lease, min(now + gs.tm.heartbeat, gs.strain)))
+            return
+        # members that still heard us may re-elect us at once (one round trip, new term)
+        self._step_down(now, gs, out, retry_ns=0)
 
     def _renew_lease(self, now: int, gs: GroupState, out: list[Effect]) -> bool:
         """Extend the lease from the echoes and report it (once per tick and at the reported
@@ -206,7 +236,12 @@ class Heartbeats(NodeState):
             delays = gs.delay
             kept = delays[s] - (delays[s] >> 3)
             delays[s] = late if late > kept else kept
-            if (
+            if gs.strain:
+                # our lease lapsed while we lagged (_on_lease): regain it the moment a majority
+                # echoed a stamp recent enough, as a won vote would give it, not at a late tick
+                if self._renew_lease(now, gs, out):
+                    self._regained(now, gs, out)
+            elif (
                 old + tm.lease <= gs.lease_until
                 and now < gs.lease_until
                 and gs.lease_until - now <= tm.heartbeat
@@ -252,7 +287,17 @@ class Heartbeats(NodeState):
         st = status[s]
         if st == SUSPECT or st == PENDING:
             status[s] = ALIVE
-        if flags or fresh or term != gs.term or echo < gs.bcast:
+        stale = echo < gs.bcast
+        if (
+            stale
+            and self.health
+            and echo >= gs.bcast - 2 * leader_period(gs.tm.heartbeat, self.health)
+        ):
+            # a late answer to one of our last heartbeats, late because our own loop lags: the
+            # next tick reaches this member anyway. Answering would make every late echo cost
+            # another round trip, and the traffic grow with the lag that it causes
+            stale = False
+        if flags or fresh or term != gs.term or stale:
             # not the answer to our latest heartbeat (a member finding us, or news for it):
             # answer it; an answer to a heartbeat needs none (that would never end)
             out.append(Send(src, self._ack(now, gs, flags)))
@@ -289,7 +334,10 @@ class Heartbeats(NodeState):
                 due = gs.heard_ns + limit + 1
                 out.append(new_set_timer(gs.key_tick, due if due > now else now + 1))
                 return
-        out.append(new_set_timer(gs.key_tick, now + tm.heartbeat))
+        # leaderless: look for one every heartbeat, less often while our own loop lags (each
+        # look may ask every slot holder above the leaves where the leader is)
+        period = tm.heartbeat if not self.health else stretched(tm.heartbeat, min(self.health, 3))
+        out.append(new_set_timer(gs.key_tick, now + period))
         if gs.hint >= 0:
             if now < gs.hint_until:
                 self._contact(gs, gs.hint, out)
@@ -328,6 +376,7 @@ class Heartbeats(NodeState):
         gs.hint = -1
         if gs.leader != src:
             gs.leader = src
+            gs.strain = 0  # (a leader found: no failed rounds in a row any more)
             gs.mismatch = 1  # a new leader: repair on the first digest mismatch
             out.append(Emit(LeaderChanged(gs.gi, src, gs.term)))
             self._flush_backlog(now, gs, out)

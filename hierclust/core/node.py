@@ -87,7 +87,7 @@ from hierclust.core.modes import Modes
 from hierclust.core.reach import Reach
 from hierclust.core.slots import Slots
 from hierclust.core.state import LEADER, PersistentState
-from hierclust.core.timeouts import health_after
+from hierclust.core.timeouts import health_after, leader_period
 from hierclust.core.types import (
     ACTIVE,
     Command,
@@ -183,7 +183,10 @@ class Node(Heartbeats, Detection, Elections, Slots, Reach, Flood, Modes):
                 return
         if tag == "t":
             if gs.role == LEADER:
-                out.append(new_set_timer(gs.key_tick, now + gs.tm.heartbeat))
+                period = gs.tm.heartbeat
+                if self.health:
+                    period = leader_period(period, self.health)
+                out.append(new_set_timer(gs.key_tick, now + period))
                 self._leader_tick(now, gs, out)
             else:
                 self._member_tick(now, gs, out)
@@ -192,7 +195,7 @@ class Node(Heartbeats, Detection, Elections, Slots, Reach, Flood, Modes):
         elif tag == "l":
             self._on_lease(now, gs, out)
         elif tag == "s":
-            if gs.role == LEADER:
+            if gs.role == LEADER and not gs.strain:  # (not while a lease lapsed for our lag)
                 self._scan(now, gs, out)
         elif tag == "p":
             self._on_probe_timeout(now, gs, key[2], out)

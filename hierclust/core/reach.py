@@ -90,8 +90,8 @@ class Reach(NodeState):
         """At a scan of ``gs`` (which we lead): the slots that are filled again whose child
         group we hold cut off get their ``reachable`` notice."""
         reach = self.reach
-        if not reach or gs.role != LEADER:
-            return
+        if not reach or gs.role != LEADER or now >= gs.lease_until:
+            return  # (a leader whose lease lapsed while its loop lagged issues nothing)
         children = self.layout.children[gs.gi]
         status = gs.status
         for s in range(gs.size):

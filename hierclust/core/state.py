@@ -145,6 +145,7 @@ class GroupState:
         "backlog",
         "doubts",
         "sweeps",
+        "strain",
     )
 
     def __init__(self, layout: Layout, gi: int, level: int, myslot: int) -> None:
@@ -204,6 +205,11 @@ class GroupState:
         # votes are refused in terms <= this (only an amnesiac node sets it; see Node.amnesiac)
         self.vote_floor = NEVER
         self.bcast = 0  # leader: stamp of its last heartbeat Ack to all members
+        # local-health bookkeeping, one field for both roles (a leaf member's state is kept
+        # small): not leading, the (pre-)vote rounds in a row that ended without a result;
+        # leading, when it gives up a lease that lapsed while its own loop lagged (0: none;
+        # see Heartbeats._on_lease)
+        self.strain = 0
 
 
 class NodeState:

@@ -74,11 +74,41 @@ def stretched(timeout_ns: int, health: int) -> int:
     return timeout_ns * (1 + health)
 
 
+MAX_BACKOFF_DOUBLINGS = 3
+"""A lagging node's back-off after failed (pre-)vote rounds doubles per failure up to 2**this."""
+
+
+def backoff(heartbeat_ns: int, health: int, fails: int) -> int:
+    """How long a candidate waits after a (pre-)vote round ended without a result, before its
+    rank delay and jitter: a heartbeat, stretched by local health; while the node lags
+    (``health`` > 0) also doubled for each round that failed in a row before this one (up to
+    ``MAX_BACKOFF_DOUBLINGS``). A starved node's rounds fail for its own slowness: standing again
+    at once only adds work to the loop that is already late. A healthy node is unaffected."""
+    wait = stretched(heartbeat_ns, health)
+    if health > 0 and fails > 1:
+        wait <<= min(fails - 1, MAX_BACKOFF_DOUBLINGS)
+    return wait
+
+
+MAX_TICK_STRETCH = 2
+"""A lagging leader heartbeats at most this many times less often."""
+
+
+def leader_period(heartbeat_ns: int, health: int) -> int:
+    """A leader's heartbeat period: ``heartbeat_ms``, doubled while its own loop lags. The
+    heartbeats are most of a settled agent's work (every member answers each one), so a starved
+    host sheds half its load this way and its lag can shrink; members on healthy hosts still
+    hear it well within their election timeout (two heartbeats of four)."""
+    return heartbeat_ns * min(1 + health, MAX_TICK_STRETCH)
+
+
 def health_after(health: int, lag_ms: int, heartbeat_ms: int) -> int:
     """New local-health score after a :class:`LoopLag` report: up on lag over half a heartbeat,
-    down by one otherwise."""
+    by one more for every whole heartbeat of lag (a loop seconds late is sick at once, not after
+    one sample per heartbeat of it, which a late loop takes seconds to deliver); down by one
+    otherwise."""
     if lag_ms * 2 > heartbeat_ms:
-        return min(MAX_HEALTH, health + 1)
+        return min(MAX_HEALTH, health + max(1, lag_ms // max(1, heartbeat_ms)))
     return max(0, health - 1)
 
 

@@ -24,6 +24,10 @@ PERSIST_THREADS = 4
 fsyncs on one file system share journal commits. At most one write per node is in flight."""
 
 
+LAG_BUCKETS_MS = (50, 100, 200, 500, 1000, 2000, 5000)
+"""Upper bounds of the loop-lag histogram's buckets (ms)."""
+
+
 class HostContext:
     """Shared, per-process runtime context of a set of drivers."""
 
@@ -64,6 +68,9 @@ class HostContext:
         self.lag_max_ns = 0
         self.lag_total_max_ns = 0
         self.last_lag_ms = 0
+        # how many lag samples (one per heartbeat) fell at or below each bound of LAG_BUCKETS_MS
+        # (the last count: above the last bound); what a benchmark under load reports
+        self.lag_hist = [0] * (len(LAG_BUCKETS_MS) + 1)
         self.isolated: frozenset[int] | None = None
         self.persist_pool: concurrent.futures.ThreadPoolExecutor | None = (
             concurrent.futures.ThreadPoolExecutor(PERSIST_THREADS, "persist")
@@ -81,6 +88,19 @@ class HostContext:
         """Lab partition: datagrams never cross the boundary of the isolated set."""
         isolated = self.isolated
         return isolated is None or ((src in isolated) == (dst in isolated))
+
+    def count_lag(self, lag_ms: int) -> None:
+        """One heartbeat's lag sample into :attr:`lag_hist`."""
+        for i, bound in enumerate(LAG_BUCKETS_MS):
+            if lag_ms <= bound:
+                self.lag_hist[i] += 1
+                return
+        self.lag_hist[-1] += 1
+
+    def lag_histogram(self) -> dict[str, int]:
+        """:attr:`lag_hist` keyed by bucket (``"<=50"``, ..., ``">5000"``)."""
+        keys = [f"<={b}" for b in LAG_BUCKETS_MS] + [f">{LAG_BUCKETS_MS[-1]}"]
+        return dict(zip(keys, self.lag_hist, strict=True))
 
     def note_lag(self, lag_ns: int) -> None:
         if lag_ns > self.lag_max_ns:

@@ -34,7 +34,8 @@ can be.
 
 Timers are ``loop.call_at`` handles, at most one per key; a later ``SetTimer`` replaces the
 handle. The lateness of every timer (how long after its due time it ran) is the loop-lag sample
-the host turns into :class:`~hierclust.core.types.LoopLag` inputs.
+the host turns into :class:`~hierclust.core.types.LoopLag` inputs; a timer more than half a
+heartbeat late also gives its own node a ``LoopLag`` at once, before it runs.
 
 A node started without a state file (first boot outside ``deploy``, or a lost state directory) is
 *amnesiac*: it may have voted in a term before and forgotten it. It boots with a fresh incarnation
@@ -604,10 +605,15 @@ class NodeDriver:
             # a paused (stalled) node runs its timers late, all at once, like after a GC stall
             self._set_timer(key, self.paused_until_ns)
             return
-        self.ctx.note_lag(now - at_ns)
+        late = now - at_ns
+        self.ctx.note_lag(late)
         node = self.node
         if node is not None:
             try:
+                if late * 2 > self.ctx.heartbeat_ns:
+                    # a loop this late is sick now: the node hears it before the timer runs, not
+                    # at the host's next lag sample, which a late loop delivers late as well
+                    node.step(now, LoopLag(late // 1_000_000))
                 effects = node.step(now, TimerFired(key))
             except Exception as exc:
                 self._fail(f"step({self._input_text(TimerFired(key))})", exc)

@@ -92,6 +92,7 @@ class NodeHost:
             lag_ms = ctx.lag_max_ns // MS
             ctx.lag_total_max_ns = max(ctx.lag_total_max_ns, ctx.lag_max_ns)
             ctx.last_lag_ms = int(lag_ms)
+            ctx.count_lag(int(lag_ms))
             ctx.lag_max_ns = 0
             offset = wall_offset_ns()
             moved = abs(offset - wall) >= WALL_MOVED_NS
@@ -178,6 +179,7 @@ class NodeHost:
             "started_ns": self.started_ns,
             "lag_ms": self.ctx.last_lag_ms,
             "lag_max_ms": self.ctx.lag_total_max_ns // MS,
+            "lag_hist": self.ctx.lag_histogram(),
             "partition": None if self.ctx.isolated is None else sorted(self.ctx.isolated),
             "nodes": [d.snapshot(now) for d in self.drivers.values()],
             "witnesses": [w.snapshot() for w in self.witnesses],

@@ -35,6 +35,7 @@ from typing import Any
 
 from hierclust.core.timeouts import MS
 from hierclust.core.types import ACTIVE, ADMIN_MODES, Command
+from hierclust.sim.cpu import SETTLED_BUSY, CpuModel, attach
 from hierclust.sim.network import Network, Partition
 from hierclust.sim.scenario import all_led
 from hierclust.sim.simulator import Simulator
@@ -89,10 +90,13 @@ def run_schedule(
     fault_ms: int = 6_000,
     admin: bool = True,
     clocks: bool = True,
+    load: float = 0.0,
 ) -> Outcome:
     """One schedule; ``admin=False`` leaves out the operator commands, ``clocks=False`` the wall
     clock steps and slews (each comes from its own random stream of the seed, so leaving it out
-    does not change the other faults)."""
+    does not change the other faults). ``load`` > 0: the nodes run in two hosts with the CPU
+    model of ``sim/cpu.py``, step costs scaled so that a host's settled work is about ``load``
+    of its CPU (their loops lag, and local health acts, while faults hit them)."""
     rng = random.Random(seed)
     topology = schedule_topology(rng, nodes, fanout)
     outcome = Outcome(seed, topology.num_nodes, max(g.size for g in topology.by_index))
@@ -100,12 +104,18 @@ def run_schedule(
         random.Random(seed + 1), latency_ns=200_000, jitter_ns=rng.choice([0, 300_000, 2 * MS])
     )
     sim = Simulator(topology, seed=seed, network=network)
-    sim.start_all(spread_ns=topology.tuning.heartbeat_ms * MS)
     boot_end = 10_000 * MS
+    if load > 0:
+        per_host = -(-topology.num_nodes // 2)
+        attach(sim, CpuModel(per_host=per_host, slow=load / (SETTLED_BUSY * per_host)))
+        boot_end = 30_000 * MS
+    sim.start_all(spread_ns=topology.tuning.heartbeat_ms * MS)
     while not all_led(sim) and sim.now < boot_end:
         sim.run_until(sim.now + 100 * MS)
     if not all_led(sim):
-        outcome.liveness.append("boot: not every group elected a leader within 10 s")
+        outcome.liveness.append(
+            f"boot: not every group elected a leader within {boot_end // (1000 * MS)} s"
+        )
         outcome.violations = [str(v) for v in sim.checker.violations]
         return outcome
     start = sim.now
@@ -387,12 +397,14 @@ def fuzz(
     nodes: int | None = None,
     fanout: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    load: float = 0.0,
 ) -> dict[str, Any]:
-    """Run ``schedules`` schedules with seeds ``seed, seed+1, ...``; the JSON summary."""
+    """Run ``schedules`` schedules with seeds ``seed, seed+1, ...`` (on lagging hosts with
+    ``load``, see :func:`run_schedule`); the JSON summary."""
     failed: list[Outcome] = []
     violations = liveness = 0
     for i in range(schedules):
-        outcome = run_schedule(seed + i, nodes=nodes, fanout=fanout)
+        outcome = run_schedule(seed + i, nodes=nodes, fanout=fanout, load=load)
         violations += len(outcome.violations)
         liveness += 1 if outcome.liveness else 0
         if not outcome.ok:
@@ -400,9 +412,11 @@ def fuzz(
         if progress:
             progress(i + 1, schedules)
     extra = (f" --nodes {nodes}" if nodes else "") + (f" --fanout {fanout}" if fanout else "")
+    extra += f" --load {load}" if load else ""
     return {
         "schedules": schedules,
         "seed": seed,
+        "load": load,
         "violations": violations,
         "liveness_failures": liveness,
         "failed_seeds": [o.seed for o in failed],

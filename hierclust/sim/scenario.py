@@ -16,6 +16,7 @@ from typing import Any
 from hierclust import __version__
 from hierclust.core.timeouts import MS
 from hierclust.core.types import MAINTENANCE, Command, Failure
+from hierclust.sim.cpu import CpuModel, attach
 from hierclust.sim.network import Network
 from hierclust.sim.simulator import Simulator
 from hierclust.stats import percentile
@@ -66,6 +67,10 @@ class KillPlan:
     after_ms: int = 3_000
     planned: bool = False  # put the victim into maintenance first, then stop it
     handover_ms: int = 1_000  # with planned: virtual time between the command and the stop
+    # a starved CPU (sim/cpu.py): 0 = none (every step in zero time); F > 0 = ranks in hosts of
+    # ``per_host`` nodes, each host one serial CPU whose step costs are scaled by F
+    slow: float = 0.0
+    per_host: int = 1000
 
 
 def led_groups(sim: Simulator, rank: int) -> list[int]:
@@ -160,6 +165,10 @@ def run_kill(
     if sizer is None:
         sizer = codec_sizer(topology.name)
     sim = Simulator(topology, seed=plan.seed, network=network, sizer=sizer, tiebreakers=tiebreakers)
+    cpu_model: CpuModel | None = None
+    if plan.slow > 0:
+        cpu_model = CpuModel(per_host=plan.per_host, slow=plan.slow)
+        attach(sim, cpu_model)
     heartbeat_ns = topology.tuning.heartbeat_ms * MS
     total_ns = plan.boot_limit_ms * MS + plan.steady_ms * MS + plan.after_ms * MS
     sim.start_all(spread_ns=heartbeat_ns)
@@ -176,12 +185,13 @@ def run_kill(
             count = sum(1 for g in topology.by_index if lease_holder(sim, g.index) is not None)
             raise ScenarioError(
                 f"after {plan.boot_limit_ms} ms only {count} of {len(topology.by_index)} groups "
-                "have a leader"
+                f"have a leader ({boot_counts(sim, sim.now)})"
             )
         sim.run_until(sim.now + step_ns)
         if progress:
             progress(sim.now, total_ns, "electing")
     boot_ms = sim.now / MS
+    boot_ns = sim.now
     # Steady window: count datagrams, let leases settle.
     sim.mark()
     steady_start = sim.now
@@ -261,10 +271,28 @@ def run_kill(
             "detector": topology.node_name(detected[1]) if detected else None,
         },
     }
+    if cpu_model is not None:
+        # (only for loaded runs: the plain report, and its golden digests, stay as they were)
+        report["sim"]["cpu"] = {**cpu_model.summary(sim.now), "boot": boot_counts(sim, boot_ns)}
     if handover is not None:
         handover["departure_planned"] = departure_planned(sim, victim, incarnation)
         report["sim"]["planned"] = handover
     return report
+
+
+def boot_counts(sim: Simulator, until_ns: int) -> dict[str, int]:
+    """What the boot did up to ``until_ns``: elections started, distinct (group, term) pairs,
+    leaderships won, and the most elections one group held."""
+    elections = [e for e in sim.records.elections if e[0] <= until_ns]
+    per_group: dict[int, int] = {}
+    for _t, group, _rank, _term in elections:
+        per_group[group] = per_group.get(group, 0) + 1
+    return {
+        "elections_started": len(elections),
+        "terms": len({(g, term) for _t, g, _r, term in elections}),
+        "leaderships_won": sum(1 for e in sim.records.elected if e[0] <= until_ns),
+        "busiest_group_elections": max(per_group.values(), default=0),
+    }
 
 
 def departure_planned(sim: Simulator, victim: int, incarnation: int) -> bool | None:

@@ -59,6 +59,7 @@ from hierclust.core.types import (
     witness_id,
 )
 from hierclust.sim.checkers import SafetyChecker
+from hierclust.sim.cpu import CpuModel, run_loaded
 from hierclust.sim.network import Network, Partition
 from hierclust.sim.queue import BUCKET_NS, EventQueue
 from hierclust.topology.model import Topology
@@ -201,6 +202,7 @@ class Simulator:
                     )
         self._witness_timers: dict[tuple[int, Any], int] = {}
         self.events_run = 0
+        self.cpu: CpuModel | None = None  # hosts' CPUs (sim/cpu.py attach): a loaded run
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start_all(self, spread_ns: int = 0) -> None:
@@ -328,6 +330,9 @@ class Simulator:
 
     # -- the loop ------------------------------------------------------------------------------
     def run_until(self, end_ns: int) -> None:
+        if self.cpu is not None:
+            run_loaded(self, end_ns)
+            return
         if self.topology.num_nodes < FREEZE_NODES or not gc.isenabled():
             self._run(end_ns)
             return

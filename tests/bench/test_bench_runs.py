@@ -89,6 +89,8 @@ def test_bad_input_exits_2() -> None:
     assert runner.invoke(app, both).exit_code == 2
     assert runner.invoke(app, ["bench", "sweep", "--sizes", "1"]).exit_code == 2
     assert runner.invoke(app, ["bench", "sweep", "--kills", "everyone"]).exit_code == 2
+    hog_sim = runner.invoke(app, ["bench", "--nodes", "30", "--hog", "1"])
+    assert hog_sim.exit_code == 2 and "--mode udp" in hog_sim.output
 
 
 def test_udp_ports_taken_is_a_clear_error() -> None:
@@ -122,6 +124,46 @@ def test_udp_bench_tiny_real_run_notifies_every_survivor(tmp_path: Path) -> None
     assert run["msgs_per_node_per_s"] > 0 and run["cpu_cores"] >= 0
     assert plot.stat().st_size > 1000
     assert not Path(run["udp"]["topology"]).exists()  # the generated topology is cleaned up
+
+
+def test_udp_bench_with_a_hog_reports_it_and_ends_it(tmp_path: Path) -> None:
+    base = free_base_port(12)
+    doc = bench(
+        tmp_path, "--mode", "udp", "--nodes", "12", "--fanout", "4", "--kill", "leaf",
+        "--base-port", str(base), "--steady-s", "1", "--hog", "1",
+    )  # fmt: skip
+    (run,) = doc["runs"]
+    udp = run["udp"]
+    assert udp["hog"]["processes"] == 1 and udp["hog"]["nice"] == 0
+    assert udp["hog"]["cpu_s"] > 0  # it did spin, for the whole run
+    assert udp["boot_s"] > 0 and udp["boot"]["leaderships_won"] >= 3
+    assert set(udp["boot"]["loop_lag_hist"]) >= {"<=50", ">5000"}
+    assert run["notified"] == run["survivors"] == 11
+
+
+def test_a_hog_ends_by_pid_and_is_bounded_by_itself() -> None:
+    import os
+    import time
+
+    from hierclust.bench.hog import Hog
+
+    hog = Hog(2, max_s=30.0)
+    hog.start()
+    try:
+        pids = hog.pids
+        assert len(pids) == 2 and all(os.path.exists(f"/proc/{p}") for p in pids)
+        time.sleep(0.3)
+    finally:
+        hog.stop()
+    assert all(not os.path.exists(f"/proc/{p}") for p in pids)
+    info = hog.info()
+    assert info["processes"] == 2 and info["cpu_s"] > 0
+    short = Hog(1, max_s=0.2)  # ends on its own, even if nobody stops it
+    short.start()
+    pid = short.pids[0]
+    short.procs[0].wait(timeout=10)
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    short.stop()
 
 
 def test_udp_bench_one_process_per_node_kills_with_sigkill(tmp_path: Path) -> None:

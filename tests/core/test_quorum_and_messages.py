@@ -75,3 +75,20 @@ def test_largest_messages_fit_one_datagram() -> None:
     assert len(_encode(mixed)) <= MAX_DATAGRAM_BYTES
     roster = Roster(70_000, 2**40, 2**40, tuple([999_999] * MAX_GROUP_SIZE))
     assert len(_encode(roster)) <= MAX_DATAGRAM_BYTES
+
+
+def test_overload_timings_widen_only_under_lag() -> None:
+    from hierclust.core.timeouts import MAX_HEALTH, backoff, leader_period
+
+    hb = 200 * 1_000_000
+    # healthy: exactly as without local health
+    assert backoff(hb, 0, 5) == hb and leader_period(hb, 0) == hb
+    # lagging: back-off doubles per failed round in a row (capped), heartbeats halve at most
+    assert backoff(hb, 1, 1) == 2 * hb
+    assert backoff(hb, 1, 2) == 4 * hb and backoff(hb, 1, 3) == 8 * hb
+    assert backoff(hb, 1, 50) == 16 * hb
+    assert leader_period(hb, 1) == 2 * hb and leader_period(hb, MAX_HEALTH) == 2 * hb
+    # a loop a second late is sick at once; calm samples bring it back one step at a time
+    assert health_after(0, 1000, 200) == 5
+    assert health_after(MAX_HEALTH - 1, 5000, 200) == MAX_HEALTH
+    assert health_after(5, 10, 200) == 4
