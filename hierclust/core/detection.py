@@ -142,10 +142,10 @@ class Detection(NodeState):
         ``EARLY_ROUNDS`` even after a full ``suspect_after_ms`` of silence: a subtree reported cut
         off is news for every node, and in the simulator one round under 20 % loss reported
         about one live subtree a minute on 64 nodes (two rounds: no more than the grace did)."""
-        sweeps = gs.sweeps
-        if sweeps is None:
-            sweeps = gs.sweeps = {}
-        sweeps[s] = rounds
+        doubts = gs.doubts
+        if doubts is None:
+            doubts = gs.doubts = {}
+        doubts[~s] = rounds  # (a slot's sweep, under a negative key: see GroupState.doubts)
         layout = self.layout
         child = layout.children[gs.gi][s]
         if layout.leaf[child]:
@@ -168,10 +168,10 @@ class Detection(NodeState):
             out.append(SetTimer(timer, now + stretched(gs.tm.confirm, self.health)))
 
     def _on_sweep_timeout(self, now: int, gs: GroupState, s: int, out: list[Effect]) -> None:
-        sweeps = gs.sweeps
-        if gs.role != LEADER or sweeps is None or s not in sweeps:
+        doubts = gs.doubts
+        if gs.role != LEADER or doubts is None or ~s not in doubts:
             return  # someone in the child subtree answered, or we stopped leading
-        rounds = sweeps.pop(s)
+        rounds = doubts.pop(~s)
         if gs.status[s] != PENDING:
             return  # a new holder took the slot, or the grace ended meanwhile
         if rounds > 1:
@@ -274,15 +274,14 @@ class Detection(NodeState):
         if gs is None or gs.role != LEADER:
             return
         if not gs.leaf:
-            if gs.doubts is not None:
-                gs.doubts.pop(msg.target, None)  # alive, it just holds no slot any more
-            sweeps = gs.sweeps
-            if sweeps:
+            doubts = gs.doubts
+            if doubts:
+                doubts.pop(msg.target, None)  # alive, it just holds no slot any more
                 firsts = self.layout.child_first[gs.gi]
                 ends = self.layout.child_end[gs.gi]
-                for s in list(sweeps):
-                    if firsts[s] <= msg.target < ends[s]:
-                        del sweeps[s]  # its subtree answers: wait for its new leader
+                for key in [k for k in doubts if k < 0]:
+                    if firsts[~key] <= msg.target < ends[~key]:
+                        del doubts[key]  # its subtree answers: wait for its new leader
             return
         s = msg.target - gs.first
         if 0 <= s < gs.size and gs.status[s] == SUSPECT:

@@ -432,7 +432,7 @@ class Elections(NodeState):
         gs.lease_until = gs.lease_reported = NEVER
         gs.last = gs.echo = gs.delay = gs.incs = gs.since = gs.child_terms = NO_INTS
         gs.status = NO_BYTES
-        gs.doubts = gs.sweeps = None
+        gs.doubts = None
         if not gs.cand_armed:
             extra = gs.tm.election if retry_ns is None else retry_ns
             self._arm_candidacy(now, gs, out, extra=extra)

@@ -144,7 +144,6 @@ class GroupState:
         "tie_echo",
         "backlog",
         "doubts",
-        "sweeps",
         "strain",
     )
 
@@ -198,10 +197,11 @@ class GroupState:
         self.lease_reported = NEVER
         self.tie_echo = 0
         self.backlog: list[Notice] | None = None  # notices for a leader not known yet
-        # tier >= 1 leader: former slot holders being probed before they are declared (node -> inc)
+        # tier >= 1 leader, its probes awaiting a verdict: former slot holders being probed before
+        # they are declared (node -> inc), and under ~slot (a negative key) pending slots whose
+        # child group is being swept (-> rounds left). One field for both: a leaf member's
+        # GroupState stays as small as it was.
         self.doubts: dict[int, int] | None = None
-        # tier >= 1 leader: pending slots whose child group is being probed (slot -> rounds left)
-        self.sweeps: dict[int, int] | None = None
         # votes are refused in terms <= this (only an amnesiac node sets it; see Node.amnesiac)
         self.vote_floor = NEVER
         self.bcast = 0  # leader: stamp of its last heartbeat Ack to all members
