@@ -445,5 +445,6 @@ def test_a_leaf_member_costs_well_under_one_kilobyte() -> None:
         node.step(0, Start())
     used, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    # (about 820 bytes: the node, its leaf GroupState, the first Persist and timers)
-    assert used / len(nodes) < 850
+    # (about 855 bytes: the node, its leaf GroupState, the first Persist and timers; the
+    # group's strain and the node's storage flag, two slots, added about 30)
+    assert used / len(nodes) < 900
