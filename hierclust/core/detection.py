@@ -140,8 +140,8 @@ class Detection(NodeState):
         reachable from here: the grace runs its course. ``rounds`` unanswered rounds of
         ``confirm_ms`` end the grace at once (:meth:`_on_sweep_timeout`). The scan asks for
         ``EARLY_ROUNDS`` even after a full ``suspect_after_ms`` of silence: a subtree reported cut
-        off is news for every node, and in the simulator one round under 20 % loss reported
-        about one live subtree a minute on 64 nodes (two rounds: no more than the grace did)."""
+        off is news for every node, and in the simulator one round under 20 % loss reported two
+        live subtrees a minute cut off on 64 nodes (two rounds: no more than the grace did)."""
         doubts = gs.doubts
         if doubts is None:
             doubts = gs.doubts = {}
