@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hierclust.core.messages import TieVoteResp
+from hierclust.core.node import Node
+from hierclust.core.node import handlers as core_handlers
 from hierclust.core.timeouts import MS
 from hierclust.core.types import (
     CancelTimer,
@@ -123,8 +125,6 @@ class Simulator:
         self.node_rng = random.Random(seed * 7919 + 17)
         self.fault_rng = random.Random(seed * 104729 + 3)
         if node_factory is None:
-            from hierclust.core.node import Node
-
             node_factory = Node
         self.node_factory = node_factory
         self.queue = EventQueue()
@@ -156,6 +156,8 @@ class Simulator:
         # every node so far has the direct entry points deliver(now, src, msg), fire(now, key)
         # (the protocol core does); else datagrams and timers go through step()
         self._direct = True
+        # every node so far is the protocol core's Node: its handlers are called directly
+        self._core = True
         self.checker = SafetyChecker()
         self.records = Records()
         self.crashed: set[int] = set()
@@ -208,6 +210,8 @@ class Simulator:
         self.nodes[rank] = node
         if not (hasattr(node, "deliver") and hasattr(node, "fire")):
             self._direct = False
+        if not isinstance(node, Node):
+            self._core = False
         slot.incarnation = getattr(node, "incarnation", slot.incarnation)
         self.crashed.discard(rank)
         self._apply(rank, node.step(self._local(rank, self.now), Start(slot.wall)))
@@ -361,6 +365,8 @@ class Simulator:
         shifts = self.shifts
         event = self._event
         direct = self._direct
+        # the core's handlers, called without node.deliver / node.fire (one frame less an event)
+        handlers = core_handlers() if self._core and direct else None
         net = self.net
         # a clean network needs one random draw per datagram, or none; an action may change it
         clean = not net.loss and not net.duplicate and net.partition is None
@@ -397,6 +403,7 @@ class Simulator:
                     self._action(target, a)
                     # an action may change anything: the network, the sizer, which nodes exist
                     direct = self._direct
+                    handlers = core_handlers() if self._core and direct else None
                     net = self.net
                     clean = not net.loss and not net.duplicate and net.partition is None
                     latency, jitter, random = net.latency_ns, net.jitter_ns, net.rng.random
@@ -422,13 +429,28 @@ class Simulator:
             else:
                 local = now + shift
             if kind == DELIVER:
-                effects = node.deliver(local, a, b) if direct else node.step(local, Received(a, b))
+                effects: list[Any]
+                if handlers is not None:
+                    effects = []
+                    handler = handlers.get(type(b))
+                    if handler is not None:
+                        handler(node, local, a, b, effects)
+                elif direct:
+                    effects = node.deliver(local, a, b)
+                else:
+                    effects = node.step(local, Received(a, b))
             else:
                 tid = timer_ids[a] * ranks_count + target
                 if timer_gens.get(tid) != b:
                     continue
                 del timer_gens[tid]
-                effects = node.fire(local, a) if direct else node.step(local, TimerFired(a))
+                if handlers is not None:
+                    effects = []
+                    node._on_timer(local, a, effects)
+                elif direct:
+                    effects = node.fire(local, a)
+                else:
+                    effects = node.step(local, TimerFired(a))
             if not effects:
                 continue
             # -- the effects, in order (see _apply) --
