@@ -1,12 +1,10 @@
 """What the simulator keeps per rank besides the node object: flat columns, not an object each.
 
-At 10^6 nodes an object per rank (a slotted dataclass, its wall-clock int, a dict of pending
-timers) costs about 400 bytes a node: 0.4 GB of the run's peak, and a cold cache line or two
-for every timer event. Here every rank has only entries in flat columns (``array('q')``: 8
-bytes, no int object): its incarnation, wall-clock offset and monotonic shift; its disk is one
-list slot. The clock state that only a paused or skewed rank needs (:class:`ClockState`) exists
-only for the ranks ``Simulator.pause`` or ``Simulator.set_skew`` touched, and the pending
-timers of all ranks share one dict keyed by an int (:class:`TimerTable`).
+An object per rank (a slotted dataclass and its wall-clock int) costs about 150 bytes a node.
+Here every rank has only entries in flat columns (``array('q')``: 8 bytes, no int object): its
+incarnation, wall-clock offset and monotonic shift; its disk is one list slot. The clock state
+that only a paused or skewed rank needs (:class:`ClockState`) exists only for the ranks
+``Simulator.pause`` or ``Simulator.set_skew`` touched.
 
 ``Simulator.slots[rank]`` still reads and writes all of it as one :class:`NodeSlot` (the
 scenarios, the fuzzer and the tests use it); the run loop uses the columns directly.
@@ -135,37 +133,3 @@ class SlotViews:
     def __iter__(self) -> Iterator[NodeSlot]:
         for rank in range(len(self._ranks.disk)):
             yield NodeSlot(self._ranks, rank)
-
-
-class TimerTable:
-    """The generation of every rank's latest ``SetTimer`` per key, in one dict.
-
-    A queued timer runs only if its generation is still the latest for its key (a later
-    ``SetTimer`` or a ``CancelTimer`` supersedes it). Timer keys are small tuples shared by
-    every node of a group (``("t", group)``), so each distinct key gets an id once, and the
-    entry of (rank, key) is the int ``id * ranks + rank``: one dict of ints instead of a dict per
-    rank (at 10^6 nodes, about 0.2 GB less)."""
-
-    __slots__ = ("ids", "gens", "count")
-
-    def __init__(self, count: int) -> None:
-        self.ids: dict[Any, int] = {}
-        self.gens: dict[int, int] = {}
-        self.count = count
-
-    def slot(self, rank: int, key: Any) -> int:
-        """The int that stands for (``rank``, ``key``)."""
-        kid = self.ids.get(key)
-        if kid is None:
-            kid = self.ids[key] = len(self.ids)
-        return kid * self.count + rank
-
-    def pending(self, rank: int) -> dict[Any, int]:
-        """``rank``'s pending timers: key -> generation (for tests and inspection)."""
-        gens = self.gens
-        count = self.count
-        return {
-            key: gens[kid * count + rank]
-            for key, kid in self.ids.items()
-            if kid * count + rank in gens
-        }

@@ -62,7 +62,7 @@ from hierclust.core.types import (
 from hierclust.sim.checkers import SafetyChecker
 from hierclust.sim.network import Network, Partition
 from hierclust.sim.queue import BUCKET_NS, EventQueue
-from hierclust.sim.ranks import NEVER, ClockState, Ranks, SlotViews, TimerTable
+from hierclust.sim.ranks import NEVER, ClockState, Ranks, SlotViews
 from hierclust.topology.model import Topology
 
 DELIVER, TIMER, ACTION, WITNESS = 0, 1, 2, 3
@@ -148,10 +148,11 @@ class Simulator:
                 error = clock_rng.randrange(-wall_error_ns, wall_error_ns + 1)
                 self.shifts[rank] = shift
                 walls[rank] += error - shift
-        # pending timers of every rank: (rank, key) -> generation of the SetTimer that armed it
-        # (a queued TIMER event runs only if it is still the latest for its key); kept across a
-        # crash and restart
-        self.timers = TimerTable(topology.num_nodes)
+        # pending timers by rank: key -> generation of the SetTimer that armed it (a queued TIMER
+        # event runs only if it is still the latest for its key); kept across a crash and restart
+        # (a dict per rank: one dict of (rank, key) for all ranks measured no smaller at 10^5
+        # nodes, and its resizes raise the peak)
+        self.timers: list[dict[Any, int]] = [{} for _ in range(topology.num_nodes)]
         self._timer_gen = itertools.count(1)  # generations of node and witness timers
         # every node so far has the direct entry points deliver(now, src, msg), fire(now, key)
         # (the protocol core does); else datagrams and timers go through step()
@@ -357,9 +358,7 @@ class Simulator:
         nodes = self.nodes
         irregular = self.ranks.clocks  # ranks ever paused or skewed
         disks = self.ranks.disk
-        timer_ids = self.timers.ids
-        timer_gens = self.timers.gens
-        ranks_count = self.timers.count
+        timers_of = self.timers
         records = self.records
         gens = self._timer_gen
         shifts = self.shifts
@@ -440,10 +439,10 @@ class Simulator:
                 else:
                     effects = node.step(local, Received(a, b))
             else:
-                tid = timer_ids[a] * ranks_count + target
-                if timer_gens.get(tid) != b:
+                timers = timers_of[target]
+                if timers.get(a) != b:
                     continue
-                del timer_gens[tid]
+                del timers[a]
                 if handlers is not None:
                     effects = []
                     node._on_timer(local, a, effects)
@@ -487,10 +486,7 @@ class Simulator:
                 elif ekind is SetTimer:
                     gen = next(gens)
                     key = effect.key
-                    kid = timer_ids.get(key)
-                    if kid is None:
-                        kid = timer_ids[key] = len(timer_ids)
-                    timer_gens[kid * ranks_count + target] = gen
+                    timers_of[target][key] = gen
                     at = effect.at_ns
                     if slot is not None and slot.skewed:
                         at = self._true(target, at)
@@ -515,9 +511,7 @@ class Simulator:
                 elif ekind is Persist:
                     disks[target] = effect.state
                 elif ekind is CancelTimer:
-                    kid = timer_ids.get(effect.key)
-                    if kid is not None:
-                        timer_gens.pop(kid * ranks_count + target, None)
+                    timers_of[target].pop(effect.key, None)
                 else:  # pragma: no cover - a new effect type must be handled here
                     raise TypeError(f"unknown effect {effect!r}")
             if sent:
@@ -563,12 +557,12 @@ class Simulator:
             elif kind is SetTimer:
                 gen = next(self._timer_gen)
                 key = effect.key
-                self.timers.gens[self.timers.slot(rank, key)] = gen
+                self.timers[rank][key] = gen
                 at = effect.at_ns
                 at = self._true(rank, at) if skewed else at - self.shifts[rank]
                 push(at if at > now else now, TIMER, rank, key, gen)
             elif kind is CancelTimer:
-                self.timers.gens.pop(self.timers.slot(rank, effect.key), None)
+                self.timers[rank].pop(effect.key, None)
             elif kind is Emit:
                 self._event(rank, effect.event)
             elif kind is Persist:

@@ -1,4 +1,4 @@
-"""The simulator's per-rank columns: views, clock state on demand, the shared timer table."""
+"""The simulator's per-rank columns: views of them, clock state only on demand."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from hierclust.core.node import Node
 from hierclust.core.timeouts import MS
-from hierclust.sim.ranks import NEVER, Ranks, SlotViews, TimerTable
+from hierclust.sim.ranks import NEVER, Ranks, SlotViews
 from hierclust.sim.simulator import Simulator
 from hierclust.topology import from_dict, generate_document
 
@@ -35,16 +35,6 @@ def test_clock_state_starts_at_the_ranks_own_shift() -> None:
     assert ranks.clock(1) is state and list(ranks.clocks) == [1]
 
 
-def test_one_timer_table_keeps_ranks_and_keys_apart() -> None:
-    table = TimerTable(10)
-    a, b = table.slot(3, ("t", 1)), table.slot(4, ("t", 1))
-    c = table.slot(3, ("c", 1))
-    assert len({a, b, c}) == 3 and table.slot(3, ("t", 1)) == a
-    table.gens[a], table.gens[c], table.gens[b] = 7, 8, 9
-    assert table.pending(3) == {("t", 1): 7, ("c", 1): 8}
-    assert table.pending(4) == {("t", 1): 9} and table.pending(5) == {}
-
-
 def test_a_paused_and_a_skewed_node_keep_their_state_in_a_real_run() -> None:
     topology = from_dict(generate_document(48, 16), source="test")
     sim = Simulator(topology, seed=5)
@@ -64,4 +54,4 @@ def test_a_paused_and_a_skewed_node_keep_their_state_in_a_real_run() -> None:
     assert sim.slots[9].paused_until == 1550 * MS and sim.slots[5].skewed
     # timers keep firing for the skewed and the paused node: both still hear their leaders
     for rank in (5, 9):
-        assert sim.timers.pending(rank)
+        assert sim.timers[rank]
