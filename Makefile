@@ -39,19 +39,14 @@ fuzz: $(STAMP) ## Long fuzz runs: simulator schedules, the decoder, the topology
 	$(BIN)/pytest -m fuzz
 
 BENCH_OUT ?= /tmp/hierclust-bench
+FIGURES ?=
 
-bench: $(STAMP) ## Benchmarks: JSON and plots in /tmp/hierclust-bench (docs/benchmarks.md)
-	$(BIN)/python bench/topology_scale.py
-	mkdir -p $(BENCH_OUT)
-	$(BIN)/python bench/sim_scale.py > $(BENCH_OUT)/sim-scale.json
-	$(BIN)/hierclust bench sweep --mode sim --sizes 1000,10000 --fanout 16 --out $(BENCH_OUT)/sweep-sim.json --plot $(BENCH_OUT)/sweep-sim.png
-	$(BIN)/hierclust bench --mode udp --nodes 1000 --fanout 16 --kill leaf --out $(BENCH_OUT)/udp1000-leaf.json --plot $(BENCH_OUT)/udp1000-leaf.png
-	$(BIN)/hierclust bench --mode udp --nodes 1000 --fanout 16 --kill leader --out $(BENCH_OUT)/udp1000-leader.json --plot $(BENCH_OUT)/udp1000-leader.png
-	$(BIN)/hierclust bench --mode udp --nodes 100 --fanout 16 --kill leaf --vs serf --uvloop --out $(BENCH_OUT)/serf100.json --plot $(BENCH_OUT)/serf100.png
+bench: $(STAMP) ## Take every figure of docs/benchmarks.md again (bench/figures.py) (BENCH_OUT, default /tmp/hierclust-bench)
+	$(BIN)/python bench/figures.py --out $(BENCH_OUT) $(if $(FIGURES),--only $(FIGURES)) $(BENCH_ARGS)
 
-bench-deps: ## Install what `hierclust bench --vs serf` compares with (Debian's serf; as root)
+bench-deps: ## Install what `bench --vs serf` and `--vs corosync` compare with (Debian; as root)
 	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y serf
+	DEBIAN_FRONTEND=noninteractive apt-get install -y serf corosync
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

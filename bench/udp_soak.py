@@ -2,6 +2,7 @@
 
     python bench/udp_soak.py [--topology topologies/mpp-1k.toml] [--processes 2]
                              [--steady-s 300] [--flood N [--flood-rate R]] [--out FILE]
+                             [--rss-s 60] [--progress]
 
 Deploys the topology with the same machinery as ``hierclust deploy``/``hierclust demo``
 (:mod:`hierclust.runtime.deploy`, :class:`hierclust.runtime.demo.Demo`) into a temporary state
@@ -15,6 +16,10 @@ directory, then measures:
 - with ``--flood N``: N random datagrams (random length and bytes, at most ``--flood-rate`` per
   second) at the agents' ports on 127.0.0.1 during the window; ``flood.ok`` says that only the drop
   counters moved (no election, no failure notice, no leader or term change);
+- ``rss``: the resident set (VmRSS of /proc/PID/status) of every worker process at the start of
+  the window, once every ``--rss-s`` seconds and at its end: ``start``/``end``/``max`` MiB per
+  worker and in total, ``growth_mib`` and ``growth_pct`` (end against start), and the samples
+  (with the failure notices counted so far), so a leak shows as a slope, not one number;
 - then a leaf node is killed and ``notify_*_ms`` say when each survivor learned of it (first
   ``NoticeLearned`` in the event logs; one monotonic clock for all processes on the host).
 
@@ -24,6 +29,7 @@ Everything started is stopped at the end, whatever happens (``left_running`` say
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -31,10 +37,12 @@ import random
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from hierclust import __version__
+from hierclust.bench.provenance import checkout, stamped
 from hierclust.core.timeouts import MS
 from hierclust.runtime.control import request
 from hierclust.runtime.demo import Demo, read_events
@@ -62,6 +70,68 @@ def cpu_ticks(pid: int) -> int:
     except (OSError, IndexError):
         return 0
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), counted from state
+
+
+def rss_kib(pid: int) -> int | None:
+    """VmRSS of ``pid`` in KiB, None once it is gone (proc(5): ``VmRSS:   12345 kB``)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def mib(kib: float) -> float:
+    return round(kib / 1024, 1)
+
+
+def rss_sample(workers: dict[str, int], t_s: float, so_far: dict[str, int]) -> dict[str, Any]:
+    """One RSS reading of every worker (MiB), the sum, and the failure notices and elections so
+    far in the window (so a report tells when they happened, not only how many)."""
+    per = {wid: rss_kib(pid) for wid, pid in workers.items()}
+    return {
+        "t_s": round(t_s, 1),
+        "total_mib": mib(sum(v for v in per.values() if v is not None)),
+        "workers_mib": {wid: (mib(v) if v is not None else None) for wid, v in per.items()},
+        "false_positives_so_far": so_far["failure_notices"],
+        "elections_so_far": so_far["elections"],
+        "load1": round(os.getloadavg()[0], 2),
+    }
+
+
+def rss_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """rss start/end/max per worker and in total, growth end - start in MiB and %."""
+
+    def stats(values: list[float]) -> dict[str, Any]:
+        start, end = values[0], values[-1]
+        return {
+            "start_mib": start,
+            "end_mib": end,
+            "max_mib": max(values),
+            "growth_mib": round(end - start, 1),
+            "growth_pct": round(100 * (end - start) / start, 2) if start else None,
+        }
+
+    workers = samples[0]["workers_mib"].keys()
+    per = {}
+    for wid in workers:
+        values = [s["workers_mib"][wid] for s in samples if s["workers_mib"].get(wid) is not None]
+        if values:
+            per[wid] = stats(values)
+    return {
+        "total": stats([s["total_mib"] for s in samples]),
+        "workers": per,
+        "samples": samples,
+    }
+
+
+def counts_since(state_dir: Path, t0: int) -> dict[str, int]:
+    """Failure notices (nothing is killed in the window) and elections in the event logs since
+    ``t0``."""
+    found = window_events(read_events(state_dir), t0, 1 << 62)
+    return {k: found[k] for k in ("failure_notices", "elections")}
 
 
 def leaders_and_terms(snaps: list[dict[str, Any]]) -> dict[int, tuple[int, int]]:
@@ -209,19 +279,35 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
                 deadline,
                 args.seed,
             )
-        # sample loop lag and the box's load now and then (a status costs ~25 ms per 512 nodes)
+        # sample loop lag and the box's load now and then (a status costs ~25 ms per 512 nodes),
+        # the workers' RSS at the start and every --rss-s seconds
+        workers = {w.id: w.pid for w in demo.deployment.workers}
+        rss_samples = [rss_sample(workers, 0.0, {"failure_notices": 0, "elections": 0})]
+        next_rss = time.monotonic() + args.rss_s
         samples: list[dict[str, Any]] = []
-        while (remaining := deadline - time.monotonic()) > 0:
-            time.sleep(min(remaining, args.sample_s))
-            snaps_now, _ = collect(demo.state_dir)
-            samples.append(
-                {
-                    "t_s": round((time.monotonic_ns() - t0) / 1e9, 1),
-                    "lag_ms": max((s.get("lag_ms", 0) for s in snaps_now), default=None),
-                    "load1": round(os.getloadavg()[0], 2),
-                }
-            )
+        so_far = {"failure_notices": 0, "elections": 0}
+        with window_progress(args.steady_s, args.progress) as show:
+            while (remaining := deadline - time.monotonic()) > 0:
+                time.sleep(min(remaining, args.sample_s, max(0.0, next_rss - time.monotonic())))
+                t_s = (time.monotonic_ns() - t0) / 1e9
+                if time.monotonic() >= next_rss:
+                    so_far = counts_since(demo.state_dir, t0)
+                    rss_samples.append(rss_sample(workers, t_s, so_far))
+                    next_rss += args.rss_s
+                snaps_now, _ = collect(demo.state_dir)
+                samples.append(
+                    {
+                        "t_s": round(t_s, 1),
+                        "lag_ms": max((s.get("lag_ms", 0) for s in snaps_now), default=None),
+                        "load1": round(os.getloadavg()[0], 2),
+                    }
+                )
+                show(t_s, rss_samples[-1]["total_mib"], so_far["failure_notices"], samples[-1])
         t1 = time.monotonic_ns()
+        end = rss_sample(workers, (t1 - t0) / 1e9, counts_since(demo.state_dir, t0))
+        if rss_samples[-1]["t_s"] > end["t_s"] - 1.0:
+            rss_samples.pop()  # a minute's reading that fell on the end of the window
+        rss_samples.append(end)
         ticks1 = sum(cpu_ticks(p) for p in pids)
         after, snaps = demo.status()
         leaders_after = leaders_and_terms(snaps)
@@ -247,6 +333,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
             if steady["first_t_ns"]
             else None,
             samples=samples if args.samples else None,
+            rss=rss_summary(rss_samples),
         )
         steady.pop("first_t_ns")
         dropped_delta = after["datagrams_dropped"] - before["datagrams_dropped"]
@@ -318,6 +405,55 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+@contextlib.contextmanager
+def window_progress(total_s: float, wanted: bool | None) -> Iterator[Any]:
+    """A progress bar on stderr for the steady window (on a terminal, or with --progress):
+    elapsed of total, RSS of all workers, failure notices so far, loop lag and load."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    show = console.is_terminal if wanted is None else wanted
+    if not show:
+        yield lambda *a: None
+        return
+    if not console.is_terminal:
+        # to a log file: one plain line a minute instead of a live bar
+        printed = [-1]
+
+        def line(t_s: float, rss_mib: float, fps: int, sample: dict[str, Any]) -> None:
+            if int(t_s // 60) != printed[0]:
+                printed[0] = int(t_s // 60)
+                print(
+                    f"steady window {t_s:.0f}/{total_s:.0f} s: rss {rss_mib:.0f} MiB, "
+                    f"false positives {fps}, lag {sample['lag_ms']} ms, load {sample['load1']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        yield line
+        return
+    with Progress(
+        TextColumn("[bold]steady window[/]"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s {task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("", total=total_s)
+
+        def update(t_s: float, rss_mib: float, fps: int, sample: dict[str, Any]) -> None:
+            bar.update(
+                task,
+                completed=min(t_s, total_s),
+                description=f"rss {rss_mib:.0f} MiB, false positives {fps}, "
+                f"lag {sample['lag_ms']} ms, load {sample['load1']}",
+            )
+
+        yield update
+
+
 def sum_bytes(snaps: list[dict[str, Any]]) -> int:
     return sum(n["datagrams"]["sent_bytes"] for s in snaps for n in s["nodes"])
 
@@ -335,15 +471,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sample-s", type=float, default=5.0, help="lag/load sample period")
     parser.add_argument("--samples", action="store_true", help="include every sample")
+    parser.add_argument("--rss-s", type=float, default=60.0, help="RSS sample period (s)")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: on a terminal)",
+    )
     parser.add_argument(
         "--nice", type=int, default=0, help="nice value for the workers (negative: root only)"
     )
     parser.add_argument("--uvloop", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     args = parser.parse_args(argv)
-    if args.flood < 0 or args.flood_rate <= 0 or args.steady_s <= 0:
-        parser.error("--flood >= 0, --flood-rate > 0 and --steady-s > 0")
-    report = soak(args)
+    if args.flood < 0 or args.flood_rate <= 0 or args.steady_s <= 0 or args.rss_s <= 0:
+        parser.error("--flood >= 0, --flood-rate > 0, --steady-s > 0 and --rss-s > 0")
+    checkout()  # the commit now: the tree may move on during a long run (the result is cached)
+    report = stamped(soak(args))
     text = json.dumps(report, indent=1)
     print(text)
     if args.out is not None:

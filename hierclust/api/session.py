@@ -24,6 +24,7 @@ from hierclust.api.errors import (
 )
 from hierclust.api.types import EVENT_TYPES, ClusterEvent, FencingToken, Member
 from hierclust.topology import Topology
+from hierclust.topology.names import HostlistError, expand_nodeset
 
 DEFAULT_BUFFER = 4_096
 """Events a subscriber's buffer holds before the node counts them as lost (see
@@ -272,12 +273,10 @@ class Session:
 def resolve_ranks(topology: Topology, nodes: str | Iterable[str]) -> list[int]:
     """The ranks of a nodeset string or of node names; :class:`UnknownNode` naming the first
     unknown one (and a close match)."""
-    from ClusterShell.NodeSet import NodeSet, NodeSetParseError
-
     try:
-        names = list(NodeSet(nodes)) if isinstance(nodes, str) else list(nodes)
-    except NodeSetParseError as exc:
-        raise UnknownNode(f"{nodes}: not a nodeset ({exc}); write cn07 or cn[01-04,09]") from None
+        names = expand_nodeset(nodes) if isinstance(nodes, str) else list(nodes)
+    except HostlistError as exc:
+        raise UnknownNode(f"{nodes}: {exc}") from None
     if not names:
         raise UnknownNode(f"{nodes!r}: no node named")
     return [rank_of(topology, name) for name in names]

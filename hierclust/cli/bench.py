@@ -261,7 +261,11 @@ def bench(
     out_path: OutOpt = None,
     plot: PlotOut = None,
     vs: Annotated[
-        str | None, typer.Option("--vs", help="Compare with another system: serf.")
+        str | None,
+        typer.Option(
+            "--vs",
+            help="Compare with another system: serf, or corosync (udp: one node per lab host).",
+        ),
     ] = None,
     processes: ProcessesOpt = None,
     one_process_per_node: OneProcOpt = False,
@@ -290,15 +294,28 @@ def bench(
     Without a subcommand: boot a cluster (in the simulator, or real agents over UDP on this
     host), measure a steady window, kill one node and report (the schema is in
     docs/architecture.md §5);
-    --vs serf runs Serf on the same box for comparison. --json prints the document (every
-    run's report under "runs", their medians under "summary") on stdout, --out writes it to a
-    file.
+    --vs serf runs Serf on the same box for comparison; --vs corosync runs both on lab hosts
+    (one node per network namespace) and cuts the victim's host off. --json prints the document
+    (every run's report under "runs", their medians under "summary") on stdout, --out writes it
+    to a file.
     """
+    from hierclust.bench.provenance import checkout
+
+    checkout()  # every bench command's commit as it starts (cached): the tree may move on
     if ctx.invoked_subcommand is not None:
         return
-    if vs not in (None, "serf"):
-        fail(f"--vs: expected serf, got {vs!r}", as_json)
+    if vs not in (None, "serf", "corosync"):
+        fail(f"--vs: expected serf or corosync, got {vs!r}", as_json)
     check_outputs(out_path, plot, as_json)
+    if vs == "corosync":
+        from hierclust.cli.bench_corosync import kill_vs_corosync
+
+        kill_vs_corosync(
+            mode=mode.value, topology_file=topology_file, nodes=nodes,
+            fanout=DEFAULT_FANOUT if fanout is None else fanout, kill=kill, repeats=repeats,
+            seed=seed, steady_s=steady_s, as_json=as_json, out_path=out_path, plot=plot,
+        )  # fmt: skip
+        return
     with terminate_as_interrupt():
         console = console_for(as_json)
         failures: list[dict[str, Any]] = []
@@ -540,6 +557,9 @@ def _vs_serf(
             except SerfError as exc:
                 refuse(str(exc), bool(options.get("as_json")))
     serf_summary = summarize(serf_runs)
+    # a run in which Serf never converged is a result too (it kills nothing and times nothing)
+    converged = sum(1 for r in serf_runs if r["serf"].get("converged", True))
+    serf_summary["converged_runs"] = f"{converged} of {len(serf_runs)}"
     hier = summarize(runs)
     ratios = serf_ratios(hier, serf_summary, hierclust_runs=runs, serf_runs=serf_runs)
     part: dict[str, Any] = {
@@ -603,12 +623,14 @@ def _plot(
 
 
 def _register_embedding_benchmarks() -> None:
+    from hierclust.cli.bench_corosync import partition
     from hierclust.cli.bench_embed import api, scheduler
     from hierclust.cli.bench_hostile import hostile
 
     app.command("api")(api)
     app.command("scheduler")(scheduler)
     app.command("hostile")(hostile)
+    app.command("partition")(partition)
 
 
 _register_embedding_benchmarks()

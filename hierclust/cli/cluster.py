@@ -100,7 +100,7 @@ def agent(
     This is what systemd (or a batch system) runs on each host; Ctrl-C or SIGTERM stops it.
     """
     from hierclust.runtime.deploy import resolve_keyring
-    from hierclust.runtime.state import make_state_dir
+    from hierclust.runtime.state import check_state_dir, make_state_dir
     from hierclust.runtime.worker import run, run_worker
 
     topology = load_or_fail(topology_file, as_json)
@@ -112,9 +112,12 @@ def agent(
     directory = resolve(state_dir, "agent", as_json, must_exist=False)
     try:
         make_state_dir(directory)
+        warning = check_state_dir(directory)  # read-only: exit 2 naming it and the fix
         keyring = resolve_keyring(topology, topology_file, directory)
     except (DeployError, OSError) as exc:
         fail(str(exc), as_json)
+    if warning is not None:
+        err.print(f"warning: {warning}", highlight=False, markup=False)
     first = topology.node_name(ranks[0])
     where = topology.address(ranks[0]) if len(ranks) == 1 else f"{len(ranks)} nodes"
     err.print(f"agent {node} ({where}), state in {directory}", highlight=False, markup=False)

@@ -218,6 +218,9 @@ def measuring(
     progress bar, an exception of ``refused`` (bad input met on the way) exits 2 with its
     message, an interrupt exits 130 once the run's own cleanup stopped what it started. Yields
     ``progress(phase, done, total)``."""
+    from hierclust.bench.provenance import checkout
+
+    checkout()  # the commit as the run starts (cached): the tree may move on during a long run
     with terminate_as_interrupt(), progress_bar(label) as bar:
         task = bar.add_task("starting", total=total)
 
@@ -234,8 +237,11 @@ def measuring(
 
 
 def write_report(report: dict[str, Any], as_json: bool, out_path: Path | None) -> None:
-    """A measurement's JSON document: on stdout with ``--json``, in ``out_path`` when given."""
-    text = json.dumps(report, indent=2) + "\n"
+    """A measurement's JSON document: on stdout with ``--json``, in ``out_path`` when given;
+    stamped with its provenance (the command, the commit, the machine's load)."""
+    from hierclust.bench.provenance import stamped
+
+    text = json.dumps(stamped(report), indent=2) + "\n"
     if as_json:
         print(text, end="")
     if out_path is not None:

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from hierclust.cli.common import JsonFlag, command_group, emit_json, fail, out, refuse
+from hierclust.cli.common import JsonFlag, command_group, emit_json, fail, out, plural, refuse
 from hierclust.cli.statedir import StateDirOpt, live, resolve
 from hierclust.cli.targets import known, rank_of
 from hierclust.topology import Topology
@@ -72,7 +72,9 @@ def status(
     leader. Quorum reads 'quorate (6 of 7 votes, needs 4)':
     votes present, the group's votes, the majority it needs. A node that stopped on an error
     counts as failed at once, and a line under the tree gives its reason (stopped_on_error in
-    --json). With --group, every count is of that subtree.
+    --json). A node that cannot write its state file (read-only or full state directory) stays
+    alive but votes for no one: a line under the tree says why (storage_faults in --json).
+    With --group, every count is of that subtree.
     """
     from hierclust.runtime.status import aggregate
 
@@ -125,9 +127,30 @@ def status_tree(topology: Topology, summary: dict[str, Any]) -> Tree:
         tree.add(f"[magenta]cut off from the primary component: {escape(name)} {escape(folded)}[/]")
     for reason in summary["stopped_on_error"].values():
         tree.add(f"[red]stopped on an error: {escape(reason)}[/]")
+    for line in storage_lines(summary.get("storage_faults", {})):
+        tree.add(f"[yellow]{escape(line)}[/]")
     for error in summary["errors"]:
         tree.add(f"[red]{escape(error)}[/]")
     return tree
+
+
+def storage_lines(faults: dict[str, str], most: int = 4) -> list[str]:
+    """``NODE REASON`` per node that cannot persist; beyond ``most`` nodes, one line per error
+    with the nodes folded (a full disk under a worker puts all its nodes here at once)."""
+    if len(faults) <= most:
+        return [f"{name} {reason}" for name, reason in faults.items()]
+    from ClusterShell.NodeSet import NodeSet
+
+    by_error: dict[str, list[str]] = {}
+    for name, reason in faults.items():
+        # "cannot write PATH: ERROR (ERRNO); ...": the path names the node, the rest is shared
+        error = reason.partition(": ")[2] or reason
+        by_error.setdefault(error, []).append(name)
+    return [
+        f"{NodeSet.fromlist(names)} ({plural(len(names), 'node')}) cannot write their state: "
+        f"{error}"
+        for error, names in by_error.items()
+    ]
 
 
 def group_line(d: dict[str, Any]) -> str:

@@ -5,50 +5,22 @@ errors that say what is known instead: the groups, the nodes, the fix for a reve
 from __future__ import annotations
 
 import difflib
-import re
 
 from hierclust.cli.common import fail
 from hierclust.topology import Topology
+from hierclust.topology.names import HostlistError, expand_nodeset
 
 GROUPS_LISTED = 6
 CLOSE_MATCH_LIMIT = 10_000
 """Above this many groups only the named (not generated) ones are searched for a close match."""
-_RANGE = re.compile(r"(?<![0-9])([0-9]+)-([0-9]+)(?![0-9])")
-_BRACKETS = re.compile(r"\[([^\]]*)\]")
-
-
-def reversed_range_fix(nodeset: str) -> str | None:
-    """``cn[05-01]`` -> ``cn[01-05]``: the nodeset with every reversed range turned round, or None
-    when no range inside brackets is reversed."""
-
-    def turn(match: re.Match[str]) -> str:
-        low, high = match.group(1), match.group(2)
-        return f"{high}-{low}" if int(low) > int(high) else match.group(0)
-
-    fixed = _BRACKETS.sub(lambda m: "[" + _RANGE.sub(turn, m.group(1)) + "]", nodeset)
-    return fixed if fixed != nodeset else None
 
 
 def parse_nodeset(text: str, what: str, as_json: bool) -> list[str]:
     """The names of a ClusterShell nodeset; exit 2 with a hint when it does not parse."""
-    from ClusterShell.NodeSet import NodeSet, NodeSetParseError
-
-    fixed = reversed_range_fix(text)
-    if fixed is not None:
-        fail(
-            f"{what} {text}: a range is reversed (ranges run from low to high); write {fixed}",
-            as_json,
-            target=text,
-        )
     try:
-        return list(NodeSet(text))
-    except NodeSetParseError as exc:
-        fail(
-            f"{what} {text}: not a nodeset ({exc}); write names like cn07 or ranges like "
-            "cn[01-04,09]",
-            as_json,
-            target=text,
-        )
+        return expand_nodeset(text)
+    except HostlistError as exc:
+        fail(f"{what} {text}: {exc}", as_json, target=text)
 
 
 def all_nodes(topology: Topology) -> str:

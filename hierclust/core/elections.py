@@ -15,6 +15,13 @@ Restarts: a started node refuses votes for one election timeout; a node that los
 in later terms. A hint (a node named as leader by someone else) is only contacted; it becomes our
 leader when it acks, and it never makes us refuse votes.
 
+Storage faults: while the driver reports that it cannot make the node's state durable
+(:class:`~hierclust.core.types.Storage`), the node refuses every vote request, abandons a
+candidacy in progress and stands for no election (its candidacy timer keeps polling, so it stands
+again once writes work). A leader keeps leading: it won with a term and a self-vote that were
+durable before its vote requests left, and leading needs no write; what it cannot persist (a
+higher term it hears) makes it step down as always.
+
 Hand-off: a leader in maintenance or drained (``modes``) ends its lease, then names the lowest
 active member that echoed it recently in :class:`Handoff`; that member stands at once, without a
 pre-vote, and the others pass their election-timeout promise on to it.
@@ -106,6 +113,10 @@ class Elections(NodeState):
             return
         if gs.leader >= 0 and now - gs.heard_ns <= stretched(tm.election, self.health):
             return  # our leader is alive
+        if self.no_disk:
+            # our vote for ourselves could not be made durable: wait for the disk
+            self._arm_candidacy(now, gs, out, extra=tm.election)
+            return
         if now < gs.block_until:
             # we voted recently (a mere hint does not hold us back: it may name the dead leader,
             # and a live leader's voters refuse our pre-vote anyway)
@@ -141,6 +152,11 @@ class Elections(NodeState):
 
     def _start_election(self, now: int, gs: GroupState, out: list[Effect]) -> None:
         tm = gs.tm
+        if self.no_disk:  # (a hand-off to us, or a pre-vote won as the fault began)
+            gs.role = FOLLOWER
+            if not gs.cand_armed:
+                self._arm_candidacy(now, gs, out, extra=tm.election)
+            return
         gs.term = self._next_term(now, gs)
         gs.voted_for = self.rank
         hear_term(gs, gs.term)
@@ -250,6 +266,11 @@ class Elections(NodeState):
         gs = self._gs(msg.group)
         if gs is None:
             return
+        if self.no_disk:
+            # a vote we cannot make durable is no vote: refuse, and change nothing
+            leader = self._confirmed_leader(now, gs)
+            out.append(Send(src, VoteResp(gs.gi, gs.term, False, gs.myslot, leader)))
+            return
         if msg.term <= gs.vote_floor:
             # amnesiac: we may have voted in this term before we lost our state; abstain in it
             hear_term(gs, msg.term)
@@ -277,6 +298,19 @@ class Elections(NodeState):
         if changed:
             self._persist(gs, out)
         out.append(Send(src, VoteResp(gs.gi, gs.term, False, gs.myslot, -1)))
+
+    def _on_storage(self, now: int, durable: bool, out: list[Effect]) -> None:
+        """The driver can (``durable``) or cannot make our state durable. A (pre-)candidacy in
+        progress is given up: its round's answers are ignored from here on, and the armed
+        candidacy timer finds us a follower."""
+        self.no_disk = not durable
+        if durable:
+            return
+        for gs in self.states:
+            if gs is not None and gs.role in (PRECANDIDATE, CANDIDATE):
+                gs.role = FOLLOWER
+                if not gs.cand_armed:
+                    self._arm_candidacy(now, gs, out, extra=gs.tm.election)
 
     def _on_vote_resp(self, now: int, src: int, msg: VoteResp, out: list[Effect]) -> None:
         gs = self._gs(msg.group)

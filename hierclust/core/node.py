@@ -98,6 +98,7 @@ from hierclust.core.types import (
     Received,
     SetTimer,
     Start,
+    Storage,
     TimerFired,
     Unreachable,
     WallClock,
@@ -133,6 +134,8 @@ class Node(Heartbeats, Detection, Elections, Slots, Reach, Flood, Modes):
             self._on_unreachable(now, inp.dst, out)  # type: ignore[union-attr]
         elif kind is Command:
             self._on_command(now, inp, out)  # type: ignore[arg-type]
+        elif kind is Storage:
+            self._on_storage(now, inp.durable, out)  # type: ignore[union-attr]
         return out
 
     def deliver(self, now: int, src: int, msg: Any) -> list[Effect]:

@@ -233,6 +233,7 @@ class NodeState:
         "born",
         "forgotten",
         "reach",
+        "no_disk",
     )
 
     def __init__(
@@ -283,11 +284,18 @@ class NodeState:
         self.forgotten: dict[int, int] | None = None
         # subtree notices: the newest per group (see reach.py)
         self.reach: dict[int, Subtree] | None = None
+        # the driver cannot make our state durable (a Storage input): no vote, no candidacy
+        self.no_disk = False
         self.inc = incarnation
         if persisted is not None:
             self.inc = max(incarnation, persisted.incarnation + 1)
             if persisted.votes:
                 self.votes = {g: (t, v) for g, t, v in persisted.votes}
+
+    def can_persist(self) -> bool:
+        """False while the driver reports that it cannot make this node's state durable (the
+        node then neither votes nor stands for election)."""
+        return not self.no_disk
 
     @property
     def incarnation(self) -> int:

@@ -184,7 +184,19 @@ class Command:
     args: tuple[Any, ...] = ()
 
 
-Input = Start | Received | TimerFired | Unreachable | LoopLag | Command | WallClock
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """The driver could not make a :class:`Persist` durable (``durable`` False: a read-only or
+    full state directory, an I/O error), or it can again (True, once a write succeeded). While it
+    cannot, the node grants no vote and stands for no election: a vote or a candidacy is a
+    promise that must survive a restart. The driver drops the promises (a granted ``VoteResp``,
+    a ``RequestVote``, a tie-breaker vote request) that follow a failed write; this input tells
+    the node why, so it refuses openly instead of seeming to agree."""
+
+    durable: bool
+
+
+Input = Start | Received | TimerFired | Unreachable | LoopLag | Command | WallClock | Storage
 
 
 # -- effects ---------------------------------------------------------------------------------------

@@ -11,9 +11,11 @@ milliseconds, tens of them when the disk is busy, and hundreds of nodes voting a
 process then stalled every node's heartbeats for seconds (a 1,024-node boot did not settle).
 While a node's write is in flight the node is *blocked*: it keeps stepping its inputs, but every
 effect, its own later ones included, waits in order in its backlog until the write is durable.
-At most one write per node is in flight, so writes of one state file never reorder. A persist
-that fails crashes the node: it must not act on state it could not make durable. Without a pool
-(``persist_pool = None``) the write runs inline, as before.
+At most one write per node is in flight, so writes of one state file never reorder. A write
+that fails with an :class:`OSError` (a read-only or full state directory, an I/O error) does not
+stop the node: it *cannot persist* until a later write succeeds, and meanwhile votes for no one
+and stands for no election (:mod:`hierclust.runtime.storage` says how, and why that is safe).
+Without a pool (``persist_pool = None``) the write runs inline, as before.
 
 Fail-stop: a node never half-applies a step. An exception out of ``node.step`` (any input: a
 datagram, a timer, ``LoopLag``, a command, ``Start``) or out of carrying out one of its effects
@@ -72,6 +74,7 @@ from hierclust.core.types import (
     Send,
     SetTimer,
     Start,
+    Storage,
     Subtree,
     TimerFired,
     Unreachable,
@@ -81,6 +84,16 @@ from hierclust.core.types import (
 from hierclust.runtime.context import HostContext
 from hierclust.runtime.events import FAILED
 from hierclust.runtime.state import load_state, save_state
+from hierclust.runtime.storage import (
+    PROBE_S,
+    FaultState,
+    StorageFault,
+    StorageRecovered,
+    error_name,
+    error_text,
+    is_promise,
+    is_promise_event,
+)
 from hierclust.runtime.tiebreak import LeaseFileError, disk_exchange
 from hierclust.runtime.transport import AddressTuple, UdpEndpoint
 
@@ -111,6 +124,8 @@ class DriverStats:
     unreachable: int = 0
     persists: int = 0
     started_ns: int = 0
+    storage_faults: int = 0  # times a write failed while the node could persist
+    promises_dropped: int = 0  # votes and vote requests not sent: they were not durable
 
 
 class NodeDriver:
@@ -145,6 +160,10 @@ class NodeDriver:
         self.stop_reason: str | None = None
         self.lease_watches: dict[int, LeaseWatch] = {}  # disk leases by group, on this host's clock
         self.disk_trouble: dict[int, tuple[str, int]] = {}  # group -> (last problem logged, when)
+        # the state file cannot be written (None: it can); the newest state waiting for a probe
+        self.storage: FaultState | None = None
+        self.unsaved: PersistentState | None = None
+        self.probe: asyncio.TimerHandle | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     @property
@@ -241,6 +260,11 @@ class NodeDriver:
         self.backlog = []
         self.held = None
         self.early = None
+        self.storage = None
+        self.unsaved = None
+        if self.probe is not None:
+            self.probe.cancel()
+            self.probe = None
         for handle in self.timers.values():
             handle.cancel()
         self.timers.clear()
@@ -288,7 +312,10 @@ class NodeDriver:
                     return  # crashed half-way (e.g. by an input this step caused): no more
                 kind = type(effect)
                 if kind is Send:
-                    send(effect.dst, effect.msg)
+                    if self.storage is None or not is_promise(effect.msg):
+                        send(effect.dst, effect.msg)
+                    else:
+                        self._drop_promise()
                 elif kind is SetTimer:
                     self._set_timer(effect.key, effect.at_ns)
                 elif kind is CancelTimer:
@@ -296,12 +323,15 @@ class NodeDriver:
                     if handle is not None:
                         handle.cancel()
                 elif kind is Persist:
-                    if self._persist(effect.state):
+                    if self.storage is not None:
+                        self.unsaved = effect.state  # the next probe writes the newest state
+                    elif self._persist(effect.state):
                         self.blocked = True  # the rest waits until the state is durable
                         self.backlog.extend(effects[i + 1 :])
                         return
                 elif kind is Emit:
-                    self.ctx.bus.publish(self.rank, self.name, effect.event)
+                    if self.storage is None or not is_promise_event(effect.event):
+                        self.ctx.bus.publish(self.rank, self.name, effect.event)
                 else:  # pragma: no cover - a new effect type must be handled here
                     raise TypeError(f"unknown effect {effect!r}")
                 i += 1
@@ -355,7 +385,8 @@ class NodeDriver:
 
     def _persist(self, state: PersistentState) -> bool:
         """Write ``state``; True when the write went to the pool (the node is blocked until it
-        lands), False when it was done inline (an error raises: the caller fails the node)."""
+        lands), False when it was done inline (an :class:`OSError` starts a storage fault: what
+        follows runs without the promises; another error raises: the caller fails the node)."""
         pool = self.ctx.persist_pool
         if pool is not None:
             loop = asyncio.get_running_loop()
@@ -364,7 +395,11 @@ class NodeDriver:
             future.add_done_callback(lambda f: self._persisted(f, life, state))
             self.pending_persist = future
             return True
-        self._save_now(self.state_path, state)
+        try:
+            self._save_now(self.state_path, state)
+        except OSError as exc:
+            self._storage_failed(exc, state)
+            return False
         self._durable(state)
         return False
 
@@ -379,13 +414,106 @@ class NodeDriver:
         if life != self.life or self.node is None or future.cancelled():
             return  # the node crashed meanwhile: what it held back is gone with it
         exc = future.exception()
+        if isinstance(exc, OSError):
+            self._storage_failed(exc, state)  # the backlog runs without its promises
+        elif exc is not None:
+            self._fail(f"Persist to {self.state_path}", exc)
+            return
+        else:
+            self._durable(state)
+        self.blocked = False
+        backlog, self.backlog = self.backlog, []
+        self._apply(backlog)
+
+    # -- storage faults (hierclust.runtime.storage) ---------------------------------------------
+    def _drop_promise(self) -> None:
+        self.stats.promises_dropped += 1
+        if self.storage is not None:
+            self.storage.promises_dropped += 1
+
+    def _storage_failed(self, exc: OSError, state: PersistentState) -> None:
+        """Writing ``state`` failed: from now on the node cannot persist (see the module
+        :mod:`hierclust.runtime.storage`). Says why once per fault, and again if the error
+        changes."""
+        self.unsaved = state
+        now = time.monotonic_ns()
+        name, text = error_name(exc), error_text(exc)
+        fault = self.storage
+        if fault is not None:
+            fault.failed_writes += 1
+            if (fault.errno, fault.error) == (name, text):
+                return
+            fault.errno, fault.error = name, text
+        else:
+            fault = self.storage = FaultState(str(self.state_path), text, name, now)
+            self.stats.storage_faults += 1
+            loop = self.loop or asyncio.get_running_loop()
+            loop.call_soon(self._tell_core, self.life, False)
+            self._arm_probe()
+        _LOG.error("%s: %s (retried every %s s)", self.name, fault.reason(), PROBE_S)
+        self.ctx.bus.publish(self.rank, self.name, StorageFault(fault.path, text, name))
+
+    def _tell_core(self, life: int, durable: bool) -> None:
+        if life == self.life:
+            self.feed(Storage(durable))
+
+    def _arm_probe(self) -> None:
+        loop = self.loop or asyncio.get_running_loop()
+        self.probe = loop.call_later(PROBE_S, self._probe_now, self.life)
+
+    def _probe_now(self, life: int) -> None:
+        """Try to write the newest state again (in the pool, as any write)."""
+        self.probe = None
+        state = self.unsaved
+        if life != self.life or self.node is None or self.storage is None or state is None:
+            return
+        pool = self.ctx.persist_pool
+        if pool is None:
+            try:
+                self._save_now(self.state_path, state)
+            except Exception as exc:
+                self._probed(life, state, exc)
+                return
+            self._probed(life, state, None)
+            return
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(pool, self._save_now, self.state_path, state)
+        self.pending_persist = future
+
+        def done(f: asyncio.Future[None]) -> None:
+            if f is self.pending_persist:
+                self.pending_persist = None
+            if not f.cancelled():
+                self._probed(life, state, f.exception())
+
+        future.add_done_callback(done)
+
+    def _probed(self, life: int, state: PersistentState, exc: BaseException | None) -> None:
+        fault = self.storage
+        if life != self.life or self.node is None or fault is None:
+            return
+        if isinstance(exc, OSError):
+            self._storage_failed(exc, state)
+            self._arm_probe()
+            return
         if exc is not None:
             self._fail(f"Persist to {self.state_path}", exc)
             return
         self._durable(state)
-        self.blocked = False
-        backlog, self.backlog = self.backlog, []
-        self._apply(backlog)
+        if self.unsaved is not state:  # the core moved on meanwhile: write its newest state
+            self._probe_now(life)
+            return
+        after_ms = (time.monotonic_ns() - fault.since_ns) // 1_000_000
+        self.storage = self.unsaved = None
+        _LOG.warning(
+            "%s: wrote its state to %s again after %d ms; it votes and stands again",
+            self.name,
+            fault.path,
+            after_ms,
+        )
+        self.ctx.bus.publish(self.rank, self.name, StorageRecovered(fault.path, after_ms))
+        loop = self.loop or asyncio.get_running_loop()
+        loop.call_soon(self._tell_core, life, True)
 
     def _durable(self, state: PersistentState) -> None:
         self.stats.persists += 1
@@ -637,6 +765,7 @@ class NodeDriver:
             if isinstance(notice, Failure) and notice.planned:
                 planned.add((notice.node, notice.incarnation))
         base.update(
+            storage=None if self.storage is None else self.storage.as_json(now),
             incarnation=node.incarnation,
             amnesiac=self.amnesiac,
             muted=bool(self.muted_until_ns and now < self.muted_until_ns),

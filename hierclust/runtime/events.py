@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from hierclust.core.types import (
     SubtreeUnreachable,
 )
 from hierclust.topology import Topology
+
+_LOG = logging.getLogger("hierclust.runtime")
 
 FAILED = "Failed"
 """The runtime event of a node that stopped on an error in its step or its effects (fail-stop);
@@ -102,13 +105,20 @@ Subscriber = Callable[[EventRecord], None]
 
 class EventBus:
     """Fan-out of node events to subscribers and to a JSON-lines file (line-buffered); with
-    ``topology``, the file's records name the subtrees they are about."""
+    ``topology``, the file's records name the subtrees they are about.
+
+    A line the file cannot take (a full or read-only disk) is lost and counted
+    (``log_errors``, ``log_error``), never raised: the log is a record, and a node must not stop
+    because its disk is full (the subscribers, ``status`` and the metrics still get
+    everything). The first failure, and each new kind of failure, is logged."""
 
     def __init__(self, log_path: Path | None = None, topology: Topology | None = None) -> None:
         self._subscribers: list[Subscriber] = []
         self._topology = topology
         self._leases: dict[tuple[int, int], tuple[int, bool]] = {}
         self._log: IO[str] | None = None
+        self.log_errors = 0
+        self.log_error: str | None = None
         if log_path is not None:
             self._log = open(log_path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
 
@@ -120,9 +130,7 @@ class EventBus:
     def publish(self, rank: int, node: str, event: Any, t_ns: int | None = None) -> None:
         record = EventRecord(time.monotonic_ns() if t_ns is None else t_ns, rank, node, event)
         if self._log is not None and self._worth_logging(rank, event):
-            self._log.write(
-                json.dumps(record_json(record, self._topology), separators=(",", ":")) + "\n"
-            )
+            self._write(json.dumps(record_json(record, self._topology), separators=(",", ":")))
         for subscriber in tuple(self._subscribers):
             subscriber(record)
 
@@ -142,7 +150,19 @@ class EventBus:
         """A runtime (not core) event for the log, e.g. a kill: ``{"event": "Killed", ...}``."""
         if self._log is not None:
             line = {"t_ns": time.monotonic_ns(), **payload}
-            self._log.write(json.dumps(line, separators=(",", ":")) + "\n")
+            self._write(json.dumps(line, separators=(",", ":")))
+
+    def _write(self, line: str) -> None:
+        log = self._log
+        assert log is not None
+        try:
+            log.write(line + "\n")
+        except OSError as exc:
+            self.log_errors += 1
+            problem = f"{getattr(log, 'name', 'the event log')}: {exc.strerror or exc}"
+            if problem != self.log_error:
+                self.log_error = problem
+                _LOG.error("event log: %s; events are lost until it can be written", problem)
 
     def close(self) -> None:
         if self._log is not None:

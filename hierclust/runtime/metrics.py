@@ -40,20 +40,22 @@ class HostMetrics:
 
     def refresh(self) -> None:
         now = time.monotonic_ns()
-        running = led = 0
-        sent = received = sent_bytes = 0
+        running = led = cannot_persist = 0
+        sent = received = sent_bytes = promises_dropped = 0
         dropped: dict[str, int] = {}
         for driver in self.host.drivers.values():
             node = driver.node
             sent += driver.stats.sent
             sent_bytes += driver.stats.sent_bytes
             received += driver.stats.received
+            promises_dropped += driver.stats.promises_dropped
             if driver.codec is not None:
                 for reason, n in driver.codec.counters.dropped.items():
                     dropped[reason.value] = dropped.get(reason.value, 0) + n
             if node is None:
                 continue
             running += 1
+            cannot_persist += driver.storage is not None
             led += sum(1 for g in node.groups() if node.lease_valid(g, now))
         self.sample = {
             "nodes_running": running,
@@ -63,6 +65,9 @@ class HostMetrics:
             "datagrams_received": received,
             "datagrams_dropped": dict(dropped),
             "loop_lag_ms": self.host.ctx.last_lag_ms,
+            "nodes_cannot_persist": cannot_persist,
+            "promises_dropped": promises_dropped,
+            "event_log_errors": self.host.ctx.bus.log_errors,
             **self.counts,
         }
 
@@ -86,6 +91,11 @@ class HostMetrics:
         yield GaugeMetricFamily(
             "hierclust_loop_lag_ms", "Event-loop lag at the last sample", value=s["loop_lag_ms"]
         )
+        yield GaugeMetricFamily(
+            "hierclust_nodes_cannot_persist",
+            "Nodes that cannot write their state file (they vote for no one meanwhile)",
+            value=s["nodes_cannot_persist"],
+        )
         for name, key, doc in (
             ("hierclust_datagrams_sent", "datagrams_sent", "Datagrams sent"),
             ("hierclust_datagram_bytes_sent", "datagram_bytes_sent", "Bytes sent"),
@@ -93,6 +103,12 @@ class HostMetrics:
             ("hierclust_notices_learned", "notices", "Notices learned by local nodes"),
             ("hierclust_elections_started", "elections", "Elections started by local nodes"),
             ("hierclust_view_changes", "view_changes", "Group view changes seen by local nodes"),
+            (
+                "hierclust_promises_dropped",
+                "promises_dropped",
+                "Votes and vote requests not sent because the state write failed",
+            ),
+            ("hierclust_event_log_errors", "event_log_errors", "Event log lines lost (disk)"),
         ):
             yield CounterMetricFamily(name, doc, value=s[key])
         family = CounterMetricFamily(

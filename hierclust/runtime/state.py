@@ -8,6 +8,7 @@ at any instant leaves either the old state or the new one, never a torn file.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -32,6 +33,53 @@ def make_state_dir(path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True, mode=STATE_DIR_MODE)
         os.chmod(path, STATE_DIR_MODE)
     return path
+
+
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class StateDirError(OSError):
+    """The state directory cannot be used at all (read-only, not ours, no free inodes);
+    ``str()`` names it and the fix."""
+
+
+def check_state_dir(directory: Path) -> str | None:
+    """Before an agent starts in ``directory``: create a file there and write one byte.
+
+    Files cannot be created (read-only file system, permissions, no free inodes):
+    :class:`StateDirError`, naming the directory and the fix. The agent keeps its control
+    socket, pid file and event log there, so it could not even be seen or stopped; a
+    read-only state directory at start is a mistake of set-up (a wrong mount, a wrong owner)
+    that only an operator can fix, and a node that refuses to start says so at once.
+
+    Files can be created but not written (the file system is full, or the quota used up): a
+    warning (returned). The nodes start, and cannot persist until space is freed: they vote for
+    no one and stand for no election, but stay members (see :mod:`hierclust.runtime.storage`),
+    and recover by themselves when a write succeeds, as when the disk fills while they run.
+    """
+    probe = directory / f".hierclust-probe-{os.getpid()}"
+    fix = (
+        "the agent keeps its control socket, event log and votes there: remount it read-write "
+        "or make it writable by this user, or pass --state-dir on a writable file system"
+    )
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise StateDirError(f"{directory}: cannot create files ({exc.strerror}); {fix}") from None
+    try:
+        os.write(fd, b"\n")
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno in FULL_ERRNOS:
+            return (
+                f"{directory}: {exc.strerror}: the nodes start but cannot write their votes; "
+                "they vote for no one and stand for no election until space is freed there"
+            )
+        raise StateDirError(f"{directory}: cannot write files ({exc.strerror}); {fix}") from None
+    finally:
+        os.close(fd)
+        probe.unlink(missing_ok=True)
+    return None
 
 
 class StateFileError(ValueError):

@@ -21,6 +21,10 @@ node's do.
 - *left*: the same, for a planned departure (the node was in maintenance or drained when its
   leader declared it: not a fault);
 - *suspect*: the rest: not answering (killed, worker gone) and not declared failed yet;
+- *storage faults*: running nodes that cannot write their state file (a read-only or full
+  state directory: snapshot ``storage``); they count as alive (they are members, and their peers
+  do not declare them) but vote for no one and stand for no election until a write succeeds
+  (``storage_faults``: node name -> reason);
 - *maintenance* / *drained*: nodes in that admin mode (newest :class:`~hierclust.core.types.Admin`
   notice covering them, among all the notices the live nodes hold), whatever their state;
 - a group is *led* when exactly one running node leads it with a valid lease and that leader is
@@ -193,6 +197,11 @@ def aggregate(
         "suspect_nodes": [names(r) for r in within(states.suspect)],
         "stopped_on_error": {
             names(r): states.stopped_on_error[r] for r in within(set(states.stopped_on_error))
+        },
+        "storage_faults": {
+            names(r): str(nodes[r]["storage"].get("reason", "cannot persist"))
+            for r in sorted(scope & states.running)
+            if nodes[r].get("storage")
         },
         "group_details": shown,
         "errors": errors or [],

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import random
 import socket
 import sys
 from collections.abc import Callable
@@ -175,15 +177,27 @@ class UdpEndpoint:
                 self.transport.close()
 
 
+PORTS_ENV = "HIERCLUST_TEST_PORTS"
+"""``LO-HI``: the UDP ports :func:`free_udp_base` may hand out (on a shared box, each user's
+runs keep to their own range); unset: any port the kernel picks."""
+
+
 def free_udp_base(count: int, host: str = "127.0.0.1") -> int:
     """A first port with ``count`` consecutive UDP ports free on ``host``, checked by binding
     them all (for tests and benchmarks that generate a topology); :class:`OSError` when 50
-    tries find none."""
+    tries find none. Within ``$HIERCLUST_TEST_PORTS`` (``LO-HI``) when it is set."""
+    lo, _, hi = os.environ.get(PORTS_ENV, "").partition("-")
+    span = (int(lo), int(hi)) if lo.isdigit() and hi.isdigit() else None
     for _ in range(50):
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        probe.bind((host, 0))
-        base = int(probe.getsockname()[1])
-        probe.close()
+        if span is not None:
+            if span[1] - span[0] + 1 < count:
+                raise OSError(f"{PORTS_ENV}={span[0]}-{span[1]}: fewer than {count} ports")
+            base = random.randint(span[0], span[1] - count + 1)
+        else:
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            probe.bind((host, 0))
+            base = int(probe.getsockname()[1])
+            probe.close()
         if base + count > 65000:
             continue
         held: list[socket.socket] = []

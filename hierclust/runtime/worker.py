@@ -23,8 +23,10 @@ from hierclust.runtime.context import HostContext
 from hierclust.runtime.control import ControlServer
 from hierclust.runtime.events import EventBus
 from hierclust.runtime.host import NodeHost
-from hierclust.runtime.state import StateFileError, make_state_dir
+from hierclust.runtime.state import FULL_ERRNOS, StateFileError, make_state_dir
 from hierclust.topology import Topology, load
+
+_LOG = logging.getLogger("hierclust.runtime")
 
 
 def parse_ranks(text: str) -> list[int]:
@@ -88,7 +90,14 @@ class Serving:
                 from hierclust.runtime.metrics import serve_metrics
 
                 serving.metrics = serve_metrics(host, metrics_port)
-            serving.pid_file.write_text(f"{os.getpid()}\n")
+            try:
+                serving.pid_file.write_text(f"{os.getpid()}\n")
+            except OSError as exc:
+                if exc.errno not in FULL_ERRNOS:
+                    raise
+                # a full state directory: the nodes run without their votes (storage faults);
+                # the control socket, not the pid file, is how the tools find the worker
+                _LOG.error("%s: %s; no pid file", serving.pid_file, exc.strerror)
             await control.start()
         except BaseException:
             await serving.close()

@@ -25,6 +25,37 @@ class HostlistError(ValueError):
     """A hostlist that does not parse; the message says why."""
 
 
+_RANGE = re.compile(r"(?<![0-9])([0-9]+)-([0-9]+)(?![0-9])")
+_BRACKETS = re.compile(r"\[([^\]]*)\]")
+
+
+def reversed_range_fix(nodeset: str) -> str | None:
+    """``cn[05-01]`` -> ``cn[01-05]``: the nodeset with every reversed range turned round, or None
+    when no range inside brackets is reversed."""
+
+    def turn(match: re.Match[str]) -> str:
+        low, high = match.group(1), match.group(2)
+        return f"{high}-{low}" if int(low) > int(high) else match.group(0)
+
+    fixed = _BRACKETS.sub(lambda m: "[" + _RANGE.sub(turn, m.group(1)) + "]", nodeset)
+    return fixed if fixed != nodeset else None
+
+
+def expand_nodeset(text: str) -> list[str]:
+    """The names of a nodeset a user typed (``cn07``, ``cn[01-04,09]``); :class:`HostlistError`
+    saying how to write it otherwise (a reversed range gets the range turned round). The command
+    line and the library API both read node arguments here, so they answer alike."""
+    fixed = reversed_range_fix(text)
+    if fixed is not None:
+        raise HostlistError(f"a range is reversed (ranges run from low to high); write {fixed}")
+    try:
+        return list(NodeSet(text))
+    except NodeSetException as exc:
+        raise HostlistError(
+            f"not a nodeset ({exc}); write names like cn07 or ranges like cn[01-04,09]"
+        ) from None
+
+
 @dataclass(frozen=True, slots=True)
 class Run:
     """``count`` consecutive names ``prefix + str(start + i).zfill(width)``."""

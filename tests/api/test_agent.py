@@ -255,6 +255,8 @@ async def test_bad_requests_raise_typed_errors(agent: Agent) -> None:
         await agent.drain("cn99")
     with pytest.raises(UnknownNode, match="not a nodeset"):
         await agent.drain("cn[3-")
+    with pytest.raises(UnknownNode, match=r"range is reversed .*write cn\[1-3\]"):
+        await agent.drain("cn[3-1]")
     elsewhere = next(
         g.name for g in agent.topology.leaves if agent.topology.rank(agent.node) not in g.ranks
     )

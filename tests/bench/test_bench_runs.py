@@ -153,3 +153,14 @@ def test_serf_run_reports_every_survivor_failed() -> None:
         assert len(rates) >= 5 and run["serf"]["settle_waited_s"] >= 5.0
         if run["serf"]["settle_s"] is not None:
             assert max(rates[-5:]) - min(rates[-5:]) < 0.1 * max(rates[-5:])
+
+
+@pytest.mark.skipif(serf_binary() is None, reason="serf is not installed (make bench-deps)")
+def test_a_serf_cluster_that_does_not_converge_is_a_result_not_an_error() -> None:
+    from hierclust.bench.serf import serf_run
+
+    # 0 s to converge: no cluster of agents that are still starting makes it
+    run = serf_run(4, 1, "leaf", 1, steady_s=1.0, converge_timeout_s=0.0, after_s=5)
+    check_report(run)
+    assert run["serf"]["converged"] is False and run["serf"]["converged_agents"] < 4
+    assert run["notified"] == 0 and run["notify_max_ms"] is None and run["victim"] is None

@@ -198,3 +198,34 @@ def test_rate_that_never_settles_is_bounded_and_reported() -> None:
     assert settled is None and counter.now_s == 8.0 and len(deltas) == 8
     unreadable, none = wait_rate_settled(lambda: None, sleep=counter.sleep)
     assert unreadable is None and none == []
+
+
+def test_a_serf_run_that_never_converged_is_counted_and_voids_the_ratio(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def udp_runs(topology: Any, path: Any, kill: str, repeats: int, seed: int, **kw: Any) -> Any:
+        return [fake_report()]
+
+    def serf_run(nodes: int, victim: int, role: str, seed: int, **kw: Any) -> dict[str, Any]:
+        return fake_report(
+            mode="serf", victim=None, notified=0, notify_max_ms=None, notify_p50_ms=None,
+            notify_p99_ms=None, detect_ms=None, msgs_per_node_per_s=None, false_positives=3,
+            serf={"converged": False, "converged_agents": 12, "notify_ms": []},
+        )  # fmt: skip
+
+    monkeypatch.setattr("hierclust.bench.udp.udp_runs", udp_runs)
+    monkeypatch.setattr("hierclust.bench.serf.serf_run", serf_run)
+    monkeypatch.setattr("hierclust.bench.serf.skip_reason", lambda: None)
+    out = tmp_path / "out.json"
+    result = CliRunner().invoke(
+        app,
+        ["bench", "--mode", "udp", "--nodes", "20", "--fanout", "5", "--vs", "serf",
+         "--base-port", "30000", "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["serf"]["converged_runs"] == "0 of 1"
+    assert summary["serf"]["false_positives"] == 3
+    assert summary["notify_max_ratio"] is None
+    assert summary["ratio_invalid"] == "serf notified 0 of 19 survivors"
+    assert "skipped" in summary["equal_budget"]

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hierclust.cli import app
-from hierclust.cli.targets import reversed_range_fix
+from hierclust.topology.names import reversed_range_fix
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = str(REPO / "topologies" / "demo.toml")

@@ -141,3 +141,20 @@ def test_event_lines_name_a_cut_off_subtree() -> None:
     )
     unnamed = {k: v for k, v in flipped.items() if k not in named}  # logged without a topology
     assert event_line(unnamed, offset).endswith(" SubtreeUnreachable group 2 ranks 0+5")
+
+
+def test_storage_faults_are_one_line_per_node_then_folded_by_error() -> None:
+    from hierclust.cli.observe import storage_lines
+
+    def reason(i: int, error: str = "No space left on device (ENOSPC)") -> str:
+        return f"cannot write /s/nodes/cn{i:02d}.json: {error}; votes for no one"
+
+    few = {f"cn{i:02d}": reason(i) for i in (1, 2)}
+    assert storage_lines(few) == [f"cn0{i} {reason(i)}" for i in (1, 2)]
+    many = {f"cn{i:02d}": reason(i) for i in range(1, 7)}
+    many["cn09"] = reason(9, "Read-only file system (EROFS)")
+    assert storage_lines(many) == [
+        "cn[01-06] (6 nodes) cannot write their state: No space left on device (ENOSPC); "
+        "votes for no one",
+        "cn09 (1 node) cannot write their state: Read-only file system (EROFS); votes for no one",
+    ]

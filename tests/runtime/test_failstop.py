@@ -243,10 +243,12 @@ def break_encoding(monkeypatch: pytest.MonkeyPatch, cluster: Cluster) -> None:
 
 
 def break_disk(monkeypatch: pytest.MonkeyPatch, cluster: Cluster) -> None:
-    def disk_full(path: Path, state: object) -> None:
-        raise OSError(28, "No space left on device")
+    # not an OSError (a disk that refuses writes is a storage fault, test_storage_faults.py):
+    # a bug in the writer stops the node
+    def buggy_writer(path: Path, state: object) -> None:
+        raise TypeError("Object of type bytes is not JSON serializable")
 
-    monkeypatch.setattr("hierclust.runtime.driver.save_state", disk_full)
+    monkeypatch.setattr("hierclust.runtime.driver.save_state", buggy_writer)
 
 
 def break_disk_inline(monkeypatch: pytest.MonkeyPatch, cluster: Cluster) -> None:
@@ -275,12 +277,12 @@ EFFECTS: dict[str, tuple[Callable[[pytest.MonkeyPatch, Cluster], None], Effect, 
     "persist in the pool": (
         break_disk,
         Persist(PersistentState(7)),
-        "nodes/cn2.json raised OSError: [Errno 28] No space left on device",
+        "nodes/cn2.json raised TypeError: Object of type bytes is not JSON serializable",
     ),
     "persist inline": (
         break_disk_inline,
         Persist(PersistentState(7)),
-        "nodes/cn2.json raised OSError: [Errno 28] No space left on device",
+        "nodes/cn2.json raised TypeError: Object of type bytes is not JSON serializable",
     ),
     "emit": (
         break_subscriber,

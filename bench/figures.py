@@ -1,0 +1,285 @@
+"""Every published figure, taken again: the manifest behind ``make bench``.
+
+    python bench/figures.py [--out DIR] [--only NAME,...] [--heavy] [--list] [--json]
+
+Each entry of :data:`FIGURES` is one folder of ``docs/benchmarks/``: its name, the command that
+produces its JSON (and plot), and roughly how long it takes here. Running the manifest writes
+``DIR/<name>/<file>`` for every figure (the same file names as the committed ones, so
+``--out docs/benchmarks`` regenerates the docs' JSON in place and ``git diff`` shows what moved)
+and ``DIR/index.json``: per figure the command, its exit code, its wall time and the
+provenance of what it wrote (command, commit, load average; see
+:mod:`hierclust.bench.provenance`). A figure that fails is reported and the others still run;
+the exit code is 1 if any failed. ``--heavy`` adds the runs that take more than half an hour
+(the simulator at 10^6 nodes, the 30-minute soak and chaos campaign).
+
+Commands are written as a user types them (``hierclust ...``, ``python bench/...``); they run
+with this interpreter, so a checkout's ``.venv`` runs its own code. ``{dir}`` in a command is the
+figure's output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    """The folder under docs/benchmarks/ the figure lives in."""
+    command: str
+    """As a user types it; ``{dir}`` is the output folder."""
+    stdout: str | None = None
+    """The file the command's standard output goes to (for programs that print their JSON)."""
+    minutes: float = 1.0
+    """About how long it takes on the reference box (for the progress bar)."""
+    heavy: bool = False
+    """Only with ``--heavy``: more than half an hour."""
+    needs_root: bool = False
+    """Runs in network namespaces (or starts other systems' daemons there)."""
+
+
+FIGURES: tuple[Figure, ...] = (
+    Figure(
+        "topology-scale",
+        "python bench/topology_scale.py --sizes 1000,10000,100000,1000000 --fanout 16",
+        stdout="topology-scale.json",
+    ),
+    Figure(
+        "sim-sweep",
+        "python bench/sim_scale.py --sizes 1000,10000,100000",
+        stdout="sweep.json",
+        minutes=3,
+    ),
+    Figure(
+        "sim-million",
+        "python bench/sim_scale.py --sizes 1000000",
+        stdout="sim-million.json",
+        minutes=25,
+        heavy=True,
+    ),
+    Figure(
+        "udp1000-early-probe",
+        "hierclust bench --mode udp --nodes 1000 --fanout 16 --kill leaf --repeats 5 "
+        "--out {dir}/leaf.json --plot {dir}/leaf.png",
+        minutes=3,
+    ),
+    Figure(
+        "udp1000-early-probe",
+        "hierclust bench --mode udp --nodes 1000 --fanout 16 --kill leader --repeats 5 "
+        "--out {dir}/leader.json --plot {dir}/leader.png",
+        minutes=3,
+    ),
+    Figure(
+        "udp-sweep",
+        "hierclust bench sweep --mode udp --sizes 250,500,1000,2000 --fanout 16 "
+        "--kills leaf,leader --uvloop --out {dir}/sweep-udp.json --plot {dir}/sweep-udp.png",
+        minutes=8,
+    ),
+    Figure(
+        "serf-fair",
+        "hierclust bench --mode udp --nodes 100 --vs serf --repeats 3 --uvloop "
+        "--out {dir}/serf100-timeouts.json --plot {dir}/serf100-timeouts.png",
+        minutes=6,
+        needs_root=True,
+    ),
+    Figure(
+        "serf-fair",
+        "hierclust bench --mode udp --nodes 200 --vs serf --repeats 2 --uvloop --base-port 44000 "
+        "--out {dir}/serf200-timeouts.json",
+        minutes=6,
+        needs_root=True,
+    ),
+    Figure(
+        "soak-1000",
+        "python bench/udp_soak.py --topology docs/benchmarks/soak-1000/topology.toml "
+        "--processes 2 --steady-s 1800 --rss-s 60 --samples --nice -10 "
+        "--out {dir}/soak-1000.json",
+        minutes=32,
+        heavy=True,
+        needs_root=True,
+    ),
+    Figure(
+        "api-latency",
+        "hierclust bench api --nodes 64 --subscribers 16 --kills 10 --out {dir}/api-64.json",
+        minutes=1,
+    ),
+    Figure(
+        "hostile",
+        "hierclust bench hostile --datagrams 1000000 --rate 10000 --base-port 25100 "
+        "--out {dir}/hostile-1e6.json",
+        minutes=4,
+        needs_root=True,
+    ),
+    Figure(
+        "scheduler-slurm",
+        "hierclust bench scheduler --slurm --nodes 16 --slurmd-timeout 30 --repeats 3 "
+        "--out {dir}/slurm16-30x3.json",
+        minutes=5,
+        needs_root=True,
+    ),
+    Figure(
+        "corosync",
+        "hierclust bench --mode udp --nodes 16 --kill leaf --vs corosync --repeats 3 "
+        "--out {dir}/kill16.json",
+        minutes=4,
+        needs_root=True,
+    ),
+    Figure(
+        "corosync",
+        "hierclust bench --mode udp --nodes 16 --fanout 4 --kill leaf --vs corosync --repeats 3 "
+        "--out {dir}/kill16-fanout4.json",
+        minutes=4,
+        needs_root=True,
+    ),
+    Figure(
+        "corosync",
+        "hierclust bench --mode udp --nodes 8 --kill leaf --vs corosync --repeats 3 "
+        "--out {dir}/kill8.json",
+        minutes=3,
+        needs_root=True,
+    ),
+    Figure(
+        "corosync",
+        "hierclust bench partition --nodes 8 --minority 3 --vs corosync --repeats 3 "
+        "--out {dir}/partition-3of8.json",
+        minutes=3,
+        needs_root=True,
+    ),
+    Figure(
+        "corosync",
+        "hierclust bench partition --nodes 8 --minority 4 --witness --vs corosync --repeats 3 "
+        "--out {dir}/partition-4of8-witness.json",
+        minutes=3,
+        needs_root=True,
+    ),
+    Figure(
+        "corosync",
+        "hierclust bench partition --nodes 8 --minority 3 --repeats 3 --tuning heartbeat_ms=100 "
+        "--tuning suspect_after_ms=400 --tuning confirm_ms=50 --tuning election_timeout_ms=400 "
+        "--tuning lease_ms=250 --tuning slot_grace_ms=400 --out {dir}/partition-3of8-fast.json",
+        minutes=1,
+        needs_root=True,
+    ),
+    Figure(
+        "corosync",
+        "hierclust bench partition --nodes 8 --minority 3 --fanout 4 --witness "
+        "--out {dir}/partition-3of8-split.json",
+        minutes=1,
+        needs_root=True,
+    ),
+    Figure(
+        "scheduler-dask",
+        "python -m hierclust.bench.sched_dask --nodes 8 --repeats 3 --json {dir}/dask8.json",
+        minutes=3,
+        needs_root=True,
+    ),
+)
+
+
+def argv_of(command: str, folder: Path) -> list[str]:
+    """The command as this interpreter runs it."""
+    argv = shlex.split(command.replace("{dir}", str(folder)))
+    if argv[0] == "hierclust":
+        return [sys.executable, "-m", "hierclust", *argv[1:]]
+    if argv[0] == "python":
+        return [sys.executable, *argv[1:]]
+    return argv
+
+
+def written_provenance(folder: Path, started: float) -> list[dict[str, Any]]:
+    """The provenance of each JSON document the figure's command wrote (files newer than its
+    start)."""
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        if path.stat().st_mtime < started:
+            continue
+        try:
+            document = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if isinstance(document, dict):
+            found.append({"file": path.name, "provenance": document.get("provenance")})
+    return found
+
+
+def run_figure(figure: Figure, out: Path) -> dict[str, Any]:
+    from hierclust.bench.provenance import stamped
+
+    folder = out / figure.name
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = argv_of(figure.command, folder)
+    started = time.time()
+    shown = figure.command.replace("{dir}", str(folder))
+    if figure.stdout is None:
+        done = subprocess.run(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    else:
+        done = subprocess.run(argv, cwd=REPO, capture_output=True)
+        if done.returncode == 0:
+            document = json.loads(done.stdout)
+            document = stamped(document, shown)
+            (folder / figure.stdout).write_text(json.dumps(document, indent=2) + "\n")
+    entry: dict[str, Any] = {
+        "figure": figure.name,
+        "command": shown,
+        "exit_code": done.returncode,
+        "wall_s": round(time.time() - started, 1),
+        "written": written_provenance(folder, started),
+    }
+    if done.returncode != 0:
+        entry["stderr_tail"] = done.stderr.decode(errors="replace").strip().splitlines()[-5:]
+    return entry
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/hierclust-bench"))
+    parser.add_argument("--only", default="", help="comma-separated figure names")
+    parser.add_argument("--heavy", action="store_true", help="also the runs over half an hour")
+    parser.add_argument("--list", action="store_true", help="list the figures and exit")
+    parser.add_argument("--json", action="store_true", help="print the index on stdout")
+    args = parser.parse_args()
+    names = {f.name for f in FIGURES}
+    only = {n for n in args.only.split(",") if n}
+    unknown = sorted(only - names)
+    if unknown:
+        parser.error(
+            f"--only: no figure named {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+        )
+    chosen = [f for f in FIGURES if (f.name in only if only else (args.heavy or not f.heavy))]
+    if args.list:
+        for f in FIGURES:
+            tags = " ".join(t for t, on in (("heavy", f.heavy), ("root", f.needs_root)) if on)
+            print(f"{f.name:22} ~{f.minutes:g} min {tags:10} {f.command}")
+        return 0
+
+    from rich.progress import Progress
+
+    entries = []
+    with Progress(transient=True) as bar:
+        task = bar.add_task("figures", total=sum(f.minutes for f in chosen))
+        for figure in chosen:
+            bar.update(task, description=figure.name)
+            entry = run_figure(figure, args.out)
+            entries.append(entry)
+            status = "ok" if entry["exit_code"] == 0 else f"FAILED (exit {entry['exit_code']})"
+            bar.console.print(f"{figure.name}: {status} in {entry['wall_s']} s: {entry['command']}")
+            bar.advance(task, figure.minutes)
+    index = {"bench": "figures", "out": str(args.out), "figures": entries}
+    (args.out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(index, indent=2))
+    return 1 if any(e["exit_code"] != 0 for e in entries) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
