@@ -33,7 +33,7 @@ SUBNET = "10.230.0"
 """The lab's subnet for command-line runs (the tests use their own)."""
 
 
-@app.command("chaos")
+@app.command("chaos", short_help="Seeded faults on real agents, then a check of their history.")
 def chaos(
     minutes: Annotated[
         float, typer.Option("--minutes", help="Nemesis time, in minutes (faults and quiet).")

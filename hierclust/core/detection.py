@@ -44,7 +44,7 @@ from hierclust.core.state import (
     GroupState,
     NodeState,
 )
-from hierclust.core.timeouts import early_probe, stretched
+from hierclust.core.timeouts import ECHO_DELAY_WEIGHT, stretched
 from hierclust.core.types import (
     ACTIVE,
     Effect,
@@ -85,23 +85,36 @@ class Detection(NodeState):
         last = gs.last
         delays = gs.delay
         early = tm.misses > 0
+        # early_probe(tm, delays[s], self.health, limit) inline (once per member and tick):
+        # the same arithmetic with its per-tick parts hoisted
+        floor = tm.misses * tm.heartbeat
+        half = tm.heartbeat // 2
+        stretch = 1 + self.health
         due = now + tm.heartbeat
+        myslot = gs.myslot
         for s in range(gs.size):
-            if s == gs.myslot:
+            if s == myslot:
                 continue
             st = status[s]
             if st == ALIVE:
-                wait = early_probe(tm, delays[s], self.health, limit) if early else limit
-                if last[s] + wait < due:
-                    due = last[s] + wait + 1
-                if now - last[s] > wait:
+                if early:
+                    weighted = ECHO_DELAY_WEIGHT * delays[s]
+                    wait = (floor + (weighted if weighted > half else half)) * stretch
+                    if wait > limit:
+                        wait = limit
+                else:
+                    wait = limit
+                heard = last[s]
+                if heard + wait < due:
+                    due = heard + wait + 1
+                if now - heard > wait:
                     if gs.leaf:
                         # an early suspicion needs EARLY_ROUNDS unanswered rounds of probes
                         self._suspect(now, gs, s, out, EARLY_ROUNDS if wait < limit else 1)
                     else:
                         status[s] = PENDING
                         # the grace runs from a full suspect_after_ms of silence, early or not
-                        gs.since[s] = max(now, last[s] + limit)
+                        gs.since[s] = max(now, heard + limit)
                         self._sweep(now, gs, s, out, EARLY_ROUNDS)
             elif st == EMPTY:
                 dst = self.rng.randrange(

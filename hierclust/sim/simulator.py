@@ -29,12 +29,13 @@ import gc
 import heapq
 import itertools
 import random
-from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hierclust.core.messages import TieVoteResp
+from hierclust.core.node import Node
+from hierclust.core.node import handlers as core_handlers
 from hierclust.core.timeouts import MS
 from hierclust.core.types import (
     CancelTimer,
@@ -62,11 +63,10 @@ from hierclust.sim.checkers import SafetyChecker
 from hierclust.sim.cpu import CpuModel, run_loaded
 from hierclust.sim.network import Network, Partition
 from hierclust.sim.queue import BUCKET_NS, EventQueue
+from hierclust.sim.ranks import NEVER, ClockState, Ranks, SlotViews
 from hierclust.topology.model import Topology
 
 DELIVER, TIMER, ACTION, WITNESS = 0, 1, 2, 3
-NEVER = -(1 << 62)
-"""An instant before every other (a fault that never happened ended then)."""
 WALL_EPOCH_NS = 1_798_761_600 * 1_000_000_000
 """True time 0 on the wall clock: 2027-01-01."""
 MONO_SPREAD_NS = 30 * 86_400 * 1_000_000_000
@@ -87,25 +87,6 @@ def make_tiebreaker(kind: str, group: int, hold_ms: int = 800) -> Any:
     if kind == "witness":
         return Witness(group, hold_ms=hold_ms)
     return LeaseDisk(group, hold_ms=hold_ms)
-
-
-@dataclass(slots=True)
-class NodeSlot:
-    """What the simulator knows about one rank besides the node object itself. Pause and skew
-    only through ``Simulator.pause`` and ``Simulator.set_skew`` (the run loop looks at these
-    fields only for the ranks those have touched)."""
-
-    incarnation: int = 1
-    disk: Any = None
-    wall: int = 0  # the node's wall clock minus its monotonic clock
-    paused_until: int = NEVER
-    skew_ppm: int = 0
-    # The local clock is continuous across skew changes: local = anchor_local + (t - anchor_true)
-    # * (1 + skew_ppm / 1e6).
-    anchor_true: int = 0
-    anchor_local: int = 0
-    skewed: bool = False
-    unskewed_ns: int = NEVER  # when a skew of this node's clock last ended
 
 
 @dataclass(slots=True)
@@ -145,35 +126,40 @@ class Simulator:
         self.node_rng = random.Random(seed * 7919 + 17)
         self.fault_rng = random.Random(seed * 104729 + 3)
         if node_factory is None:
-            from hierclust.core.node import Node
-
             node_factory = Node
         self.node_factory = node_factory
         self.queue = EventQueue()
         self.now = 0
         self.nodes: list[Any] = [None] * topology.num_nodes
-        self.slots = [NodeSlot() for _ in range(topology.num_nodes)]
+        # per rank: incarnation, disk, clocks, in flat columns (see hierclust.sim.ranks);
+        # ``slots[rank]`` is a view of them
+        self.ranks = ranks = Ranks(topology.num_nodes)
+        self.slots = SlotViews(ranks)
         # each node's monotonic clock origin (local = true + shift, until it is skewed) and its
         # wall clock, from their own random stream (the other streams draw as without clocks)
-        # (a flat array: the run loop reads one per event, and neighbouring ranks, which a
+        # (flat arrays: the run loop reads one shift per event, and neighbouring ranks, which a
         # leader's heartbeat reaches together, share a cache line, not one int object each)
-        self.shifts = array("q", bytes(8 * topology.num_nodes))
+        self.shifts = ranks.shift
+        walls = ranks.wall
         clock_rng = random.Random(seed * 6151 + 29)
-        for rank, slot in enumerate(self.slots):
-            slot.wall = WALL_EPOCH_NS
+        for rank in range(topology.num_nodes):
+            walls[rank] = WALL_EPOCH_NS
             if clocks:
                 shift = clock_rng.randrange(MONO_SPREAD_NS)
                 error = clock_rng.randrange(-wall_error_ns, wall_error_ns + 1)
-                self.shifts[rank] = slot.anchor_local = shift
-                slot.wall += error - shift
+                self.shifts[rank] = shift
+                walls[rank] += error - shift
         # pending timers by rank: key -> generation of the SetTimer that armed it (a queued TIMER
         # event runs only if it is still the latest for its key); kept across a crash and restart
+        # (a dict per rank: one dict of (rank, key) for all ranks measured no smaller at 10^5
+        # nodes, and its resizes raise the peak)
         self.timers: list[dict[Any, int]] = [{} for _ in range(topology.num_nodes)]
         self._timer_gen = itertools.count(1)  # generations of node and witness timers
         # every node so far has the direct entry points deliver(now, src, msg), fire(now, key)
         # (the protocol core does); else datagrams and timers go through step()
         self._direct = True
-        self._irregular: set[int] = set()  # ranks ever paused or skewed
+        # every node so far is the protocol core's Node: its handlers are called directly
+        self._core = True
         self.checker = SafetyChecker()
         self.records = Records()
         self.crashed: set[int] = set()
@@ -227,6 +213,8 @@ class Simulator:
         self.nodes[rank] = node
         if not (hasattr(node, "deliver") and hasattr(node, "fire")):
             self._direct = False
+        if not isinstance(node, Node):
+            self._core = False
         slot.incarnation = getattr(node, "incarnation", slot.incarnation)
         self.crashed.discard(rank)
         self._apply(rank, node.step(self._local(rank, self.now), Start(slot.wall)))
@@ -257,19 +245,19 @@ class Simulator:
         self._boot(rank, persisted, amnesiac=not keep_disk)
 
     def pause(self, rank: int, duration_ns: int) -> None:
-        self._irregular.add(rank)
-        self.slots[rank].paused_until = max(self.slots[rank].paused_until, self.now + duration_ns)
+        state = self.ranks.clock(rank)
+        state.paused_until = max(state.paused_until, self.now + duration_ns)
 
     def set_skew(self, rank: int, ppm: int) -> None:
         """Make ``rank``'s clock (and so its timers) run ``ppm`` parts per million fast or slow."""
-        self._irregular.add(rank)
-        slot = self.slots[rank]
-        slot.anchor_local = self._local(rank, self.now)
-        slot.anchor_true = self.now
-        if slot.skew_ppm and not ppm:
-            slot.unskewed_ns = self.now
-        slot.skew_ppm = ppm
-        slot.skewed = True
+        local = self._local(rank, self.now)
+        state = self.ranks.clock(rank)
+        state.anchor_local = local
+        state.anchor_true = self.now
+        if state.skew_ppm and not ppm:
+            state.unskewed_ns = self.now
+        state.skew_ppm = ppm
+        state.skewed = True
 
     def step_wall(self, rank: int, delta_ns: int) -> None:
         """Step ``rank``'s wall clock by ``delta_ns`` (an operator's ``date -s``, a bad NTP
@@ -318,15 +306,19 @@ class Simulator:
 
     # -- clocks --------------------------------------------------------------------------------
     def _local(self, rank: int, true_ns: int) -> int:
-        slot = self.slots[rank]
-        elapsed = true_ns - slot.anchor_true
-        return slot.anchor_local + elapsed + elapsed * slot.skew_ppm // 1_000_000
+        state = self.ranks.clocks.get(rank)
+        if state is None:
+            return true_ns + self.shifts[rank]
+        elapsed = true_ns - state.anchor_true
+        return state.anchor_local + elapsed + elapsed * state.skew_ppm // 1_000_000
 
     def _true(self, rank: int, local_ns: int) -> int:
-        slot = self.slots[rank]
-        elapsed = local_ns - slot.anchor_local
+        state = self.ranks.clocks.get(rank)
+        if state is None:
+            return local_ns - self.shifts[rank]
+        elapsed = local_ns - state.anchor_local
         # Round up: a timer never fires before its local deadline.
-        return slot.anchor_true - (-elapsed * 1_000_000 // (1_000_000 + slot.skew_ppm))
+        return state.anchor_true - (-elapsed * 1_000_000 // (1_000_000 + state.skew_ppm))
 
     # -- the loop ------------------------------------------------------------------------------
     def run_until(self, end_ns: int) -> None:
@@ -369,14 +361,16 @@ class Simulator:
         late = queue._late
         current_key = queue._current_key
         nodes = self.nodes
-        slots = self.slots
+        irregular = self.ranks.clocks  # ranks ever paused or skewed
+        disks = self.ranks.disk
         timers_of = self.timers
-        irregular = self._irregular
         records = self.records
         gens = self._timer_gen
         shifts = self.shifts
         event = self._event
         direct = self._direct
+        # the core's handlers, called without node.deliver / node.fire (one frame less an event)
+        handlers = core_handlers() if self._core and direct else None
         net = self.net
         # a clean network needs one random draw per datagram, or none; an action may change it
         clean = not net.loss and not net.duplicate and net.partition is None
@@ -413,6 +407,7 @@ class Simulator:
                     self._action(target, a)
                     # an action may change anything: the network, the sizer, which nodes exist
                     direct = self._direct
+                    handlers = core_handlers() if self._core and direct else None
                     net = self.net
                     clean = not net.loss and not net.duplicate and net.partition is None
                     latency, jitter, random = net.latency_ns, net.jitter_ns, net.rng.random
@@ -427,10 +422,10 @@ class Simulator:
                 continue
             # a rank's slot only when needed (one memory access less per event): it is set here
             # exactly for the ranks ever paused or skewed
-            slot: NodeSlot | None = None
+            slot: ClockState | None = None
             shift = shifts[target]
             if irregular and target in irregular:
-                slot = slots[target]
+                slot = irregular[target]
                 if slot.paused_until > now:
                     queue.push(slot.paused_until, kind, target, a, b)
                     continue
@@ -438,13 +433,28 @@ class Simulator:
             else:
                 local = now + shift
             if kind == DELIVER:
-                effects = node.deliver(local, a, b) if direct else node.step(local, Received(a, b))
+                effects: list[Any]
+                if handlers is not None:
+                    effects = []
+                    handler = handlers.get(type(b))
+                    if handler is not None:
+                        handler(node, local, a, b, effects)
+                elif direct:
+                    effects = node.deliver(local, a, b)
+                else:
+                    effects = node.step(local, Received(a, b))
             else:
                 timers = timers_of[target]
                 if timers.get(a) != b:
                     continue
                 del timers[a]
-                effects = node.fire(local, a) if direct else node.step(local, TimerFired(a))
+                if handlers is not None:
+                    effects = []
+                    node._on_timer(local, a, effects)
+                elif direct:
+                    effects = node.fire(local, a)
+                else:
+                    effects = node.step(local, TimerFired(a))
             if not effects:
                 continue
             # -- the effects, in order (see _apply) --
@@ -504,7 +514,7 @@ class Simulator:
                     self.now = now
                     event(target, effect.event)
                 elif ekind is Persist:
-                    slots[target].disk = effect.state
+                    disks[target] = effect.state
                 elif ekind is CancelTimer:
                     timers_of[target].pop(effect.key, None)
                 else:  # pragma: no cover - a new effect type must be handled here
@@ -536,7 +546,8 @@ class Simulator:
         push = self.queue.push
         net = self.net
         now = self.now
-        slot = self.slots[rank]
+        state = self.ranks.clocks.get(rank)
+        skewed = state is not None and state.skewed
         sent = 0
         for effect in effects:
             kind = type(effect)
@@ -553,14 +564,14 @@ class Simulator:
                 key = effect.key
                 self.timers[rank][key] = gen
                 at = effect.at_ns
-                at = self._true(rank, at) if slot.skewed else at - self.shifts[rank]
+                at = self._true(rank, at) if skewed else at - self.shifts[rank]
                 push(at if at > now else now, TIMER, rank, key, gen)
             elif kind is CancelTimer:
                 self.timers[rank].pop(effect.key, None)
             elif kind is Emit:
                 self._event(rank, effect.event)
             elif kind is Persist:
-                slot.disk = effect.state
+                self.ranks.disk[rank] = effect.state
             else:  # pragma: no cover - a new effect type must be handled here
                 raise TypeError(f"unknown effect {effect!r}")
         if sent:
