@@ -44,8 +44,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from hierclust.bench.procio import pump_lines
 from hierclust.runtime.netns import NetnsLab
 
 PROGRAMS = ("corosync", "corosync-quorumtool", "corosync-cmapctl")
@@ -221,27 +222,7 @@ class CorosyncLab:
         self.reader.start()
 
     def _read(self) -> None:
-        partial: dict[int, bytes] = {}
-        while not self.stopping.is_set():
-            for key, _ in self.selector.select(timeout=0.1):
-                t = time.monotonic_ns()
-                instance: Instance = key.data
-                stream: IO[bytes] = key.fileobj  # type: ignore[assignment]
-                try:
-                    data = stream.read()
-                except (OSError, ValueError):
-                    data = b""
-                if not data:
-                    with contextlib.suppress(KeyError, ValueError):
-                        self.selector.unregister(stream)
-                    continue
-                data = partial.pop(instance.host, b"") + data
-                *lines, rest = data.split(b"\n")
-                if rest:
-                    partial[instance.host] = rest
-                with self.lock:
-                    for line in lines:
-                        instance.log.feed(line, t)
+        pump_lines(self.selector, self.stopping, self.lock)
 
     def close(self) -> None:
         """SIGTERM every instance by PID, SIGKILL what is left after 5 s."""

@@ -28,6 +28,7 @@ from typing import Any
 from hierclust import __version__
 from hierclust.bench.corosync import CorosyncLab, corosync_version, state_at
 from hierclust.bench.labnodes import LabNodes
+from hierclust.bench.procio import namespace_counters
 from hierclust.bench.report import percentile
 from hierclust.bench.udp import cpu_seconds, load_avg
 from hierclust.core.timeouts import MS
@@ -41,21 +42,7 @@ Progress = Callable[[str, float, float], None]
 
 def host_counters(pid: int) -> tuple[int, int] | None:
     """(UDP datagrams sent, eth0 bytes sent) in the network namespace of ``pid``."""
-    try:
-        snmp = Path(f"/proc/{pid}/net/snmp").read_text().splitlines()
-        dev = Path(f"/proc/{pid}/net/dev").read_text().splitlines()
-    except OSError:
-        return None
-    udp = [line.split() for line in snmp if line.startswith("Udp:")]
-    if len(udp) < 2:
-        return None
-    sent = int(udp[1][udp[0].index("OutDatagrams")])
-    tx = 0
-    for line in dev:
-        name, _, rest = line.partition(":")
-        if name.strip() == "eth0":
-            tx = int(rest.split()[8])
-    return sent, tx
+    return namespace_counters(pid, "eth0")
 
 
 def steady_window(

@@ -31,9 +31,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from hierclust.bench.procio import namespace_counters, pump_lines
 from hierclust.bench.report import percentile
 from hierclust.core.timeouts import MS
 
@@ -197,21 +197,7 @@ class Agent:
 
 def udp_and_lo_counters(pid: int) -> tuple[int, int] | None:
     """(UDP datagrams sent, lo bytes sent) in the network namespace of ``pid``."""
-    try:
-        snmp = Path(f"/proc/{pid}/net/snmp").read_text().splitlines()
-        dev = Path(f"/proc/{pid}/net/dev").read_text().splitlines()
-    except OSError:
-        return None
-    udp = [line.split() for line in snmp if line.startswith("Udp:")]
-    if len(udp) < 2:
-        return None
-    datagrams = int(udp[1][udp[0].index("OutDatagrams")])
-    lo_bytes = 0
-    for line in dev:
-        name, _, rest = line.partition(":")
-        if name.strip() == "lo":
-            lo_bytes = int(rest.split()[8])  # transmit bytes
-    return datagrams, lo_bytes
+    return namespace_counters(pid, "lo")
 
 
 class SerfCluster:
@@ -290,27 +276,7 @@ class SerfCluster:
 
     def _read(self) -> None:
         """Stamp every agent log line on arrival (one monotonic clock) and keep what matters."""
-        partial: dict[int, bytes] = {}
-        while not self.stopping.is_set():
-            for key, _ in self.selector.select(timeout=0.1):
-                t = time.monotonic_ns()
-                agent: Agent = key.data
-                stream: IO[bytes] = key.fileobj  # type: ignore[assignment]
-                try:
-                    data = stream.read()
-                except (OSError, ValueError):
-                    data = b""
-                if not data:
-                    with contextlib.suppress(KeyError, ValueError):
-                        self.selector.unregister(stream)
-                    continue
-                data = partial.pop(agent.index, b"") + data
-                *lines, rest = data.split(b"\n")
-                if rest:
-                    partial[agent.index] = rest
-                with self.lock:
-                    for line in lines:
-                        agent.log.feed(line, t)
+        pump_lines(self.selector, self.stopping, self.lock)
 
     def close(self) -> None:
         """SIGTERM every agent by PID, SIGKILL what is left after 3 s, delete the namespace."""
