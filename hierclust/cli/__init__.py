@@ -17,7 +17,19 @@ from typing import Annotated
 import typer
 
 from hierclust import __version__
-from hierclust.cli import adapter, admin, bench, chaos, cluster, demo, lab, observe, sim, topology
+from hierclust.cli import (
+    adapter,
+    admin,
+    bench,
+    chaos,
+    cluster,
+    demo,
+    lab,
+    observe,
+    sim,
+    topology,
+    web,
+)
 from hierclust.cli.common import command_group
 
 app = command_group(
@@ -50,6 +62,7 @@ app.add_typer(chaos.app)
 app.add_typer(admin.app)
 app.add_typer(bench.app, name="bench")
 app.add_typer(adapter.app, name="adapter")
+app.add_typer(web.app)
 
 
 def main() -> None:
