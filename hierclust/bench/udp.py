@@ -390,6 +390,10 @@ class UdpRun(Demo):
                     (int(s.get("lag_max_ms", 0)) for s in snaps_after), default=0
                 ),
                 "notify_ms": [t["ms"] for t in timeline],
+                # who learned it, through which group (None: detected it), in notify_ms's order:
+                # the timeline and tree of `bench --html`
+                "notify_nodes": [t["node"] for t in timeline],
+                "notify_via": [t["via"] for t in timeline],
                 "topology": str(topology.source),
             },
         }

@@ -77,6 +77,14 @@ TopologyOpt = Annotated[
 PlotOut = Annotated[
     Path | None, typer.Option("--plot", help="Write a plot (PNG) here.", show_default=False)
 ]
+HtmlOut = Annotated[
+    Path | None,
+    typer.Option(
+        "--html",
+        help="Write the report as one self-contained HTML page here (CDF, timeline, tree).",
+        show_default=False,
+    ),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Base seed; repeat i uses seed + i.")]
 BasePortOpt = Annotated[
     int,
@@ -262,6 +270,7 @@ def bench(
     as_json: JsonFlag = False,
     out_path: OutOpt = None,
     plot: PlotOut = None,
+    html_out: HtmlOut = None,
     vs: Annotated[
         str | None,
         typer.Option(
@@ -323,6 +332,10 @@ def bench(
     if hog and vs is not None:
         fail("--hog and --vs: compare systems on an idle box (give one of them)", as_json)
     check_outputs(out_path, plot, as_json)
+    if html_out is not None:
+        if vs == "corosync":
+            fail("--html: not for --vs corosync yet (use --out and --plot)", as_json)
+        output_file(html_out, "an HTML file for the report", as_json)
     if vs == "corosync":
         from hierclust.cli.bench_corosync import kill_vs_corosync
 
@@ -402,6 +415,20 @@ def bench(
     if plot is not None:
         _plot(plot, mode, runs, series, title)
         console.print(f"wrote {plot}")
+    if html_out is not None:
+        _html(html_out, result, topology, as_json)
+        console.print(f"wrote {html_out}")
+
+
+def _html(path: Path, result: dict[str, Any], topology: Any, as_json: bool) -> None:
+    """The report as one HTML page (:mod:`hierclust.web.report`), provenance included."""
+    from hierclust.bench.provenance import stamped
+    from hierclust.web.report import bench_html
+
+    try:
+        path.write_text(bench_html(stamped(result), topology), encoding="utf-8")
+    except OSError as exc:
+        fail(f"{path}: cannot write: {exc.strerror}", as_json)
 
 
 @app.command("sweep")
