@@ -52,9 +52,9 @@ FIGURES ?=
 bench: $(STAMP) ## Take every figure of docs/benchmarks.md again (bench/figures.py) (BENCH_OUT, default /tmp/hierclust-bench)
 	$(BIN)/python bench/figures.py --out $(BENCH_OUT) $(if $(FIGURES),--only $(FIGURES)) $(BENCH_ARGS)
 
-bench-deps: ## Install what `bench --vs serf` and `--vs corosync` compare with (Debian; as root)
+bench-deps: ## Install what `bench --vs serf`/`--vs corosync` compare with, and Chromium for bench/web_screenshots.py (Debian; as root)
 	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y serf corosync
+	DEBIAN_FRONTEND=noninteractive apt-get install -y serf corosync chromium
 
 clean: ## Remove .venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
