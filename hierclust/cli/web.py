@@ -91,7 +91,7 @@ def web(
     unreachable, left, maintenance and drained nodes), finds nodes by name or nodeset, follows
     the event logs over a WebSocket and replays the last failure's spread. It listens on
     127.0.0.1 unless --host says otherwise, and then only with --token. Read-only unless
-    --allow-admin. With --json, one line {"url": ...} once it listens. Ctrl-C stops it.
+    --allow-admin. With --json, one line with its url once it listens. Ctrl-C stops it.
     """
     from hierclust.web.server import Settings, make_app
 

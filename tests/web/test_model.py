@@ -90,3 +90,19 @@ def test_event_files_return_complete_lines_only(tmp_path: Path) -> None:
     assert files.read_new() == []
     path.write_text(first + "\n")  # a new deployment wrote a shorter file: read from the start
     assert [r["event"] for r in files.read_new()] == ["Booted"]
+
+
+def test_a_large_tier_lists_its_groups_in_trouble_first() -> None:
+    from hierclust.topology import from_dict, generate_document
+    from hierclust.web.model import MAX_GROUPS_PER_TIER
+
+    topology = from_dict(generate_document(3000, 4, name="big"), source="big")
+    last = topology.num_nodes - 1  # its leaf group comes last in the tier
+    state = page_state(topology, snapshots(topology, failed={last: False}))
+    leaves = state["tiers"][-1]
+    assert leaves["tier"] == 0 and leaves["groups"] == len(topology.leaves) > MAX_GROUPS_PER_TIER
+    assert len(leaves["shown"]) == MAX_GROUPS_PER_TIER
+    first = leaves["shown"][0]
+    assert first["name"] == topology.leaf_of(last).name and first["counts"]["failed"] == 1
+    assert all(not g["trouble"] for g in leaves["shown"][1:])
+    assert sum(t["groups"] for t in state["tiers"]) == len(topology.by_index)
