@@ -296,11 +296,11 @@ async def socket(request: web.Request) -> web.WebSocketResponse:
     live = request.app[LIVE]
     ws = web.WebSocketResponse(heartbeat=20.0)
     await ws.prepare(request)
-    live.sockets.add(ws)
     try:
         await ws.send_json({"type": "state", "state": live.state or await live.refresh()})
         await ws.send_json({"type": "spread", "spread": live.spread})
         await ws.send_json({"type": "events", "events": list(live.events)})
+        live.sockets.add(ws)  # broadcasts from now on: the first three messages come first
         async for message in ws:  # the page sends nothing; read until it closes
             if message.type == WSMsgType.ERROR:
                 break
