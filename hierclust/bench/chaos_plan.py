@@ -216,9 +216,9 @@ def plan(
     (``lease_ms``). A host whose wall clock was stepped back is never restarted without its
     state: the runtime's stated assumption for a node that lost its disk (its new incarnation
     comes from the wall clock, which must not have gone back past its last boot). The witness
-    takes its incarnation from the wall clock on every start, state or not, so the witness
-    host's clock is only ever stepped forward: a witness restarted after a step back is mute
-    (every node drops its datagrams as from a stale incarnation; found by seed 1). Kills and
+    host's clock is stepped both ways: the witness keeps its last incarnation in its state file
+    (a witness restarted after a step back was once mute, every node dropping its datagrams as
+    from a stale incarnation; found by seed 1). Kills and
     site cuts last ``hold_s`` or more (the detection bound), so that who must have heard of
     them by then can be checked."""
     rng = random.Random(seed)
@@ -271,8 +271,6 @@ def plan(
         elif kind == "wall-step":
             host = rng.choice(range(lay.hosts))
             step = rng.choice((-1, 1)) * rng.randint(500, 120_000)
-            if host == lay.witness_host:
-                step = abs(step)  # see the doc above: the witness's incarnation
             wall[host] += step
             if step < 0:
                 stepped_back.add(host)

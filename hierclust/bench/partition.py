@@ -68,6 +68,12 @@ def _ms(t_ns: int | None, since_ns: int) -> float | None:
     return None if t_ns is None else round((t_ns - since_ns) / MS, 1)
 
 
+def _all_ms(reached: dict[Any, int], want: int, since_ns: int) -> float | None:
+    """Milliseconds from ``since_ns`` until the last of ``want`` nodes reached a state; None
+    when fewer did (a side that never got there has no time)."""
+    return _ms(max(reached.values()), since_ns) if reached and len(reached) == want else None
+
+
 class Watch:
     """Polls every node's snapshot in rounds, and remembers, per node, the first snapshot at or
     after ``since_ns`` that passed a test."""
@@ -178,13 +184,9 @@ def hierclust_partition(
         "nodes": nodes_n,
         "minority": minority,
         "witness": witness,
-        "minority_stopped_ms": _ms(max(stopped_at.values()), cut_ns)
-        if len(stopped_at) == minority
-        else None,
-        "majority_decided_ms": _ms(max(decided_at.values()), cut_ns)
-        if len(decided_at) == len(majority_ranks)
-        else None,
-        "heal_ms": _ms(max(back.values()), heal_ns) if len(back) == nodes_n else None,
+        "minority_stopped_ms": _all_ms(stopped_at, minority, cut_ns),
+        "majority_decided_ms": _all_ms(decided_at, len(majority_ranks), cut_ns),
+        "heal_ms": _all_ms(back, nodes_n, heal_ns),
         "primary_side": side_of(primary_during, minority_ranks, majority_ranks),
         "version": __version__,
         "hierclust": {
@@ -277,13 +279,11 @@ def corosync_partition(
         "nodes": nodes_n,
         "minority": minority,
         "witness": False,
-        "minority_stopped_ms": _ms(max(stopped.values()), cut_ns)
-        if len(stopped) == minority
+        "minority_stopped_ms": _all_ms(stopped, minority, cut_ns),
+        "majority_decided_ms": _all_ms(decided, len(majority_hosts), cut_ns)
+        if maj_quorate
         else None,
-        "majority_decided_ms": _ms(max(decided.values()), cut_ns)
-        if maj_quorate and len(decided) == len(majority_hosts)
-        else None,
-        "heal_ms": _ms(max(healed.values()), heal_ns) if len(healed) == nodes_n else None,
+        "heal_ms": _all_ms(healed, nodes_n, heal_ns),
         "primary_side": side_of(primary, minority_hosts, majority_hosts),
         "version": f"corosync {corosync_version()}",
         "corosync": {

@@ -34,6 +34,7 @@ from hierclust.cli.common import (
     output_file,
     progress_bar,
     refuse,
+    stepping,
     terminate_as_interrupt,
     topology_from_options,
     write_report,
@@ -584,12 +585,7 @@ def _vs_serf(
             "series": {},
         }
     serf_runs: list[dict[str, Any]] = []
-    with progress_bar("serf") as bar:
-        task = bar.add_task("starting", total=1.0)
-
-        def step(phase: str, done: float, total: float) -> None:
-            bar.update(task, completed=done, total=max(total, 1e-9), description=phase)
-
+    with stepping("serf", 1.0) as step:
         for i, run in enumerate(runs):
             victim = topology.rank(run["victim"]) % topology.num_nodes
             try:

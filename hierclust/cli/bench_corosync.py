@@ -16,16 +16,14 @@ from rich.table import Table
 
 from hierclust.bench.report import document, notify_shortfall, ratio, summarize
 from hierclust.cli.common import (
-    EXIT_INTERRUPTED,
     JsonFlag,
     OutOpt,
     err,
     fail,
+    measuring,
     out,
     output_file,
-    progress_bar,
     refuse,
-    terminate_as_interrupt,
     write_report,
 )
 
@@ -99,22 +97,10 @@ def kill_vs_corosync(
         refuse(f"--vs corosync: {reason}", as_json)
     from hierclust.bench.labkill import lab_kill_runs
 
-    with terminate_as_interrupt():
-        try:
-            with progress_bar("hierclust vs corosync") as bar:
-                task = bar.add_task("starting", total=1.0)
-
-                def step(phase: str, done: float, total: float) -> None:
-                    bar.update(task, completed=done, total=max(total, 1e-9), description=phase)
-
-                hier, coro = lab_kill_runs(
-                    nodes, fanout, kill, repeats, seed, steady_s=steady_s, progress=step
-                )
-        except KeyboardInterrupt:
-            err.print("[red]interrupted[/]: every process this run started was stopped")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        except RuntimeError as exc:
-            refuse(str(exc), as_json)
+    with measuring("hierclust vs corosync", 1.0, as_json, unable=(RuntimeError,)) as step:
+        hier, coro = lab_kill_runs(
+            nodes, fanout, kill, repeats, seed, steady_s=steady_s, progress=step
+        )
     result = document(hier)
     coro_summary = summarize(coro)
     result["summary"]["corosync"] = coro_summary
@@ -206,23 +192,11 @@ def partition(
         refuse(f"bench partition: {reason}", as_json)
     from hierclust.bench.partition import partition_runs, partition_summary
 
-    with terminate_as_interrupt():
-        try:
-            with progress_bar("partition") as bar:
-                task = bar.add_task("starting", total=1.0)
-
-                def step(phase: str, done: float, total: float) -> None:
-                    bar.update(task, completed=done, total=max(total, 1e-9), description=phase)
-
-                hier, coro = partition_runs(
-                    nodes, minority, fanout=group, witness=witness, corosync=vs == "corosync",
-                    tuning=tuning, repeats=repeats, progress=step,
-                )  # fmt: skip
-        except KeyboardInterrupt:
-            err.print("[red]interrupted[/]: every process this run started was stopped")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        except RuntimeError as exc:
-            refuse(str(exc), as_json)
+    with measuring("partition", 1.0, as_json, unable=(RuntimeError,)) as step:
+        hier, coro = partition_runs(
+            nodes, minority, fanout=group, witness=witness, corosync=vs == "corosync",
+            tuning=tuning, repeats=repeats, progress=step,
+        )  # fmt: skip
     summary = partition_summary(hier)
     result: dict[str, Any] = {
         "config": {

@@ -211,26 +211,41 @@ OutOpt = Annotated[
 
 # -- measuring commands ----------------------------------------------------------------------------
 @contextlib.contextmanager
-def measuring(
-    label: str, total: float | None, as_json: bool, refused: tuple[type[Exception], ...] = ()
-) -> Iterator[Any]:
-    """The frame of a command that runs a measurement: SIGTERM unwinds as Ctrl-C, a transient
-    progress bar, an exception of ``refused`` (bad input met on the way) exits 2 with its
-    message, an interrupt exits 130 once the run's own cleanup stopped what it started. Yields
-    ``progress(phase, done, total)``."""
-    from hierclust.bench.provenance import checkout
-
-    checkout()  # the commit as the run starts (cached): the tree may move on during a long run
-    with terminate_as_interrupt(), progress_bar(label) as bar:
+def stepping(label: str, total: float | None = None) -> Iterator[Any]:
+    """A transient progress bar for one phase of a run; yields ``progress(phase, done, total)``
+    (the callback the bench modules take)."""
+    with progress_bar(label) as bar:
         task = bar.add_task("starting", total=total)
 
         def progress(phase: str, done: float | None = None, of: float | None = None) -> None:
             bar.update(task, description=phase, completed=done, total=of)
 
+        yield progress
+
+
+@contextlib.contextmanager
+def measuring(
+    label: str,
+    total: float | None,
+    as_json: bool,
+    refused: tuple[type[Exception], ...] = (),
+    unable: tuple[type[Exception], ...] = (),
+) -> Iterator[Any]:
+    """The frame of a command that runs a measurement: SIGTERM unwinds as Ctrl-C, a transient
+    progress bar, an exception of ``refused`` (bad input met on the way) exits 2 with its
+    message, one of ``unable`` (the run could not be carried out, e.g. a lab that did not form)
+    exits 1 with its message, an interrupt exits 130 once the run's own cleanup stopped what it
+    started. Yields ``progress(phase, done, total)``."""
+    from hierclust.bench.provenance import checkout
+
+    checkout()  # the commit as the run starts (cached): the tree may move on during a long run
+    with terminate_as_interrupt(), stepping(label, total) as progress:
         try:
             yield progress
         except refused as exc:
             fail(str(exc), as_json)
+        except unable as exc:
+            refuse(str(exc), as_json)
         except KeyboardInterrupt:
             err.print("[red]interrupted[/]: every process this run started was stopped")
             raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -148,6 +148,13 @@ def witness_state_path(state_dir: Path, topology: Topology, group: int) -> Path:
 def load_witness_state(path: Path) -> tuple[int, int]:
     """``(term, holder)`` from a witness state file; StateFileError when it is missing, unreadable
     or malformed (never a fresh start: that could grant a term twice)."""
+    term, holder, _ = load_witness_record(path)
+    return term, holder
+
+
+def load_witness_record(path: Path) -> tuple[int, int, int]:
+    """``(term, holder, incarnation)`` from a witness state file (incarnation 0 in files written
+    before it was kept); errors as :func:`load_witness_state`."""
     try:
         with open(path, "rb") as file:
             raw = file.read(MAX_RECORD_BYTES + 1)
@@ -169,15 +176,25 @@ def load_witness_state(path: Path) -> tuple[int, int]:
     if data.get("version", WITNESS_STATE_VERSION) != WITNESS_STATE_VERSION:  # none: older files
         raise StateFileError(f"{path}: version: expected {WITNESS_STATE_VERSION}")
     term, holder = data.get("term"), data.get("holder")
+    incarnation = data.get("incarnation", 0)
     if type(term) is not int or term < 0:
         raise StateFileError(f"{path}: term: expected a whole number >= 0, got {term!r}")
     if type(holder) is not int or holder < -1:
         raise StateFileError(f"{path}: holder: expected a node rank or -1, got {holder!r}")
-    return term, holder
+    if type(incarnation) is not int or incarnation < 0:
+        raise StateFileError(
+            f"{path}: incarnation: expected a whole number >= 0, got {incarnation!r}"
+        )
+    return term, holder, incarnation
 
 
-def save_witness_state(path: Path, term: int, holder: int) -> None:
-    payload = {"version": WITNESS_STATE_VERSION, "term": term, "holder": holder}
+def save_witness_state(path: Path, term: int, holder: int, incarnation: int = 0) -> None:
+    payload = {
+        "version": WITNESS_STATE_VERSION,
+        "term": term,
+        "holder": holder,
+        "incarnation": incarnation,
+    }
     write_atomic(path, json.dumps(payload).encode())
 
 
@@ -208,11 +225,27 @@ class WitnessServer:
         self.address = address
         now = time.monotonic_ns()
         self.witnesses: dict[int, Witness] = {}
+        last = 0
         for g in groups:
             hold_ms = ctx.topology.by_index[g].tuning.election_timeout_ms
             witness = self.witnesses[g] = Witness(g, hold_ms=hold_ms)
-            witness.restore(now, *load_witness_state(self.state_path(g)))
-        incarnation = max(1, wall_ns() // 1_000_000_000 - 1_700_000_000)
+            term, holder, inc = load_witness_record(self.state_path(g))
+            witness.restore(now, term, holder)
+            last = max(last, inc)
+        # Peers drop datagrams of an incarnation older than the newest they saw from us, so each
+        # start must take a larger one. The wall clock alone is not enough (a clock stepped back
+        # before a restart would make the witness mute to everyone), so the last one is kept in
+        # the state files and written before the first answer can leave.
+        self.incarnation = max(last + 1, wall_ns() // 1_000_000_000 - 1_700_000_000)
+        for g, witness in self.witnesses.items():
+            try:
+                save_witness_state(self.state_path(g), *witness.durable(), self.incarnation)
+            except OSError as exc:
+                raise StateFileError(
+                    f"{self.state_path(g)}: cannot write the witness's new incarnation: "
+                    f"{exc.strerror or exc}; make the state directory writable"
+                ) from None
+        incarnation = self.incarnation
         self.codecs = {
             g: Codec(
                 cluster=ctx.topology.name,
@@ -315,7 +348,7 @@ class WitnessServer:
         if witness.durable() != saved[:2]:
             path = self.state_path(group)
             try:
-                save_witness_state(path, *witness.durable())
+                save_witness_state(path, *witness.durable(), self.incarnation)
             except OSError as exc:
                 # Roll back rather than stop the witness: the state before this step is what the
                 # file still holds, i.e. what a restart would load, so going on from it is as safe

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncio_dgram
 import pytest_asyncio
@@ -154,4 +155,34 @@ async def cluster9(tmp_path: Path) -> AsyncIterator[Cluster]:
         yield cluster
     finally:
         await cluster.host.stop()
+        cluster.bus.close()
+
+
+P = TypeVar("P", bound=FakePeer)
+
+
+@contextlib.asynccontextmanager
+async def one_node_of_three(
+    state_dir: Path, peer: type[P], inline_writes: bool = False
+) -> AsyncIterator[tuple[Cluster, P, P]]:
+    """Node 0 of a 3-node group running in this process, nodes 1 and 2 played by the test
+    (``peer``); with ``inline_writes`` the node writes its state on the loop, not in the pool."""
+    topology = make_topology(3, 3)
+    init_states(topology, state_dir)
+    cluster = Cluster(topology, state_dir, ranks=[0])
+    if inline_writes:
+        pool = cluster.ctx.persist_pool
+        assert pool is not None
+        pool.shutdown()
+        cluster.ctx.persist_pool = None
+    peers = peer(cluster, 1), peer(cluster, 2)
+    for p in peers:
+        await p.open()
+    await cluster.host.start()
+    try:
+        yield cluster, peers[0], peers[1]
+    finally:
+        await cluster.host.stop()
+        for p in peers:
+            await p.close()
         cluster.bus.close()

@@ -40,7 +40,7 @@ from tests.runtime.conftest import (
     FakePeer,
     free_base_port,
     init_states,
-    make_topology,
+    one_node_of_three,
     wait_for,
 )
 
@@ -82,25 +82,8 @@ async def one_node(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[Cluster, Peer, Peer]]:
     """Node 0 of a 3-node group, writing in the persist pool or inline; the test is 1 and 2."""
-    topology = make_topology(3, 3)
-    init_states(topology, tmp_path)
-    cluster = Cluster(topology, tmp_path, ranks=[0])
-    if request.param == "inline":
-        pool = cluster.ctx.persist_pool
-        assert pool is not None
-        pool.shutdown()
-        cluster.ctx.persist_pool = None
-    peers = Peer(cluster, 1), Peer(cluster, 2)
-    for peer in peers:
-        await peer.open()
-    await cluster.host.start()
-    try:
-        yield cluster, peers[0], peers[1]
-    finally:
-        await cluster.host.stop()
-        for peer in peers:
-            await peer.close()
-        cluster.bus.close()
+    async with one_node_of_three(tmp_path, Peer, request.param == "inline") as found:
+        yield found
 
 
 def log_lines(cluster: Cluster) -> list[dict[str, Any]]:

@@ -240,6 +240,26 @@ async def test_a_witness_restarted_between_two_elections_never_grants_one_term_t
     assert load_witness_state(witnessed.path) == (6, two.rank)
 
 
+@pytest.mark.asyncio
+@pytest.mark.timeout(30)
+async def test_a_witness_restarted_after_its_wall_clock_went_back_is_heard(
+    witnessed: Witnessed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await witnessed.start()
+    group, one = witnessed.group, witnessed.one
+    assert await one.vote(group, 5, 1) == TieVoteResp(group, 5, True, False)
+
+    # the host's wall clock steps back two minutes before the restart: an incarnation taken
+    # from the clock alone would be older than the one the candidate heard, and every answer
+    # of the restarted witness would be dropped as a replay
+    real = tiebreak.wall_ns
+    monkeypatch.setattr(tiebreak, "wall_ns", lambda: real() - 120 * 1_000_000_000)
+    second = await witnessed.start()
+    assert await one.vote(group, 5, 1) == TieVoteResp(group, 5, True, False)
+    assert second.incarnation == first.incarnation + 1
+    assert tiebreak.load_witness_record(witnessed.path) == (5, one.rank, second.incarnation)
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [

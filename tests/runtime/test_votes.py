@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from hierclust.core.messages import RequestVote, VoteResp
 from hierclust.runtime.state import load_state
-from tests.runtime.conftest import Cluster, FakePeer, init_states, make_topology, wait_for
+from tests.runtime.conftest import Cluster, FakePeer, one_node_of_three, wait_for
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
 
@@ -29,20 +29,8 @@ class Peer(FakePeer):
 
 @pytest_asyncio.fixture
 async def one_node(tmp_path: Path) -> AsyncIterator[tuple[Cluster, Peer, Peer]]:
-    topology = make_topology(3, 3)
-    init_states(topology, tmp_path)
-    cluster = Cluster(topology, tmp_path, ranks=[0])
-    peers = Peer(cluster, 1), Peer(cluster, 2)
-    for peer in peers:
-        await peer.open()
-    await cluster.host.start()
-    try:
-        yield cluster, peers[0], peers[1]
-    finally:
-        await cluster.host.stop()
-        for peer in peers:
-            await peer.close()
-        cluster.bus.close()
+    async with one_node_of_three(tmp_path, Peer) as found:
+        yield found
 
 
 TERM = 5
