@@ -6,7 +6,11 @@ const params = new URLSearchParams(location.search);
 const token = params.get("token");
 const COUNTED = ["failed", "suspect", "unreachable", "left", "maintenance", "drained"];
 const OPS = ["kill", "restart", "drain", "maintenance", "resume", "partition", "heal"];
-const view = { state: null, spread: null, openTiers: {}, replayTimer: null, lastVictim: null };
+const view = {
+  state: null, spread: null, openTiers: {}, replayTimer: null, lastVictim: null,
+  marks: { learned: {}, via: new Set() },  // the replay so far: survives a redraw of the tree
+  freshEvents: false,
+};
 
 function withToken(path) {
   if (!token) return path;
@@ -93,6 +97,30 @@ function renderState(state) {
   tree.replaceChildren(...tiers);
   document.getElementById("admin").hidden = !state.admin;
   markHits();
+  applyMarks();
+}
+
+// Group name -> its parent and size (nodes in its subtree), from the last state.
+function groupIndex() {
+  const index = {};
+  for (const tier of (view.state && view.state.tiers) || []) {
+    for (const g of tier.shown) index[g.name] = { parent: g.parent, nodes: g.nodes };
+  }
+  return index;
+}
+
+// Draw the replay's progress on the cards: how much of each subtree learned it so far, and
+// the groups it travelled through.
+function applyMarks() {
+  const index = groupIndex();
+  for (const card of document.querySelectorAll(".group")) {
+    const name = card.dataset.group;
+    const learned = view.marks.learned[name] || 0;
+    card.classList.toggle("learning", learned > 0);
+    card.classList.toggle("via", view.marks.via.has(name));
+    const size = (index[name] && index[name].nodes) || 1;
+    card.querySelector(".fill").style.width = `${Math.min(100, (100 * learned) / size)}%`;
+  }
 }
 
 function markHits() {
@@ -156,38 +184,28 @@ function replay() {
   const log = document.getElementById("replay-log");
   const clock = document.getElementById("replay-clock");
   log.replaceChildren();
-  const sizes = {};
-  for (const tier of (view.state && view.state.tiers) || []) {
-    for (const g of tier.shown) sizes[g.name] = g.nodes;
-  }
-  const learnedIn = {};
-  for (const card of document.querySelectorAll(".group")) {
-    card.classList.remove("learning", "via");
-    card.querySelector(".fill").style.width = "0";
-  }
+  view.marks = { learned: {}, via: new Set() };
+  applyMarks();
+  const index = groupIndex();
   const rows = spread.learned.slice();
   const start = performance.now();
   let next = 0;
   const step = () => {
     const now = (performance.now() - start) * speed;
     clock.textContent = `+${Math.round(now)} ms`;
+    const before = next;
     while (next < rows.length && rows[next].ms <= now) {
       const row = rows[next++];
-      learnedIn[row.group] = (learnedIn[row.group] || 0) + 1;
-      const card = document.querySelector(`.group[data-group="${CSS.escape(row.group || "")}"]`);
-      if (card) {
-        card.classList.add("learning");
-        card.querySelector(".fill").style.width =
-          `${Math.min(100, 100 * learnedIn[row.group] / (sizes[row.group] || 1))}%`;
+      // the node's leaf group and every group above it count one more node that knows
+      for (let g = row.group; g; g = index[g] && index[g].parent) {
+        view.marks.learned[g] = (view.marks.learned[g] || 0) + 1;
       }
-      if (row.via) {
-        const via = document.querySelector(`.group[data-group="${CSS.escape(row.via)}"]`);
-        if (via) via.classList.add("via");
-      }
+      if (row.via) view.marks.via.add(row.via);
       const how = row.via ? `via ${row.via} (tier ${row.via_tier})` : "detected it";
       log.append(el("div", { "data-node": row.node }, `+${row.ms.toFixed(1)} ms  ${row.node}  ${how}`));
       log.scrollTop = log.scrollHeight;
     }
+    if (next > before) applyMarks();
     if (next >= rows.length) {
       clearInterval(view.replayTimer);
       clock.textContent = `+${rows.length ? rows[rows.length - 1].ms.toFixed(1) : 0} ms: ` +
@@ -200,6 +218,8 @@ function replay() {
 
 function renderEvents(lines) {
   const box = document.getElementById("events");
+  if (view.freshEvents) box.replaceChildren();  // a new connection sends the recent ones again
+  view.freshEvents = false;
   for (const line of lines) {
     const when = line.wall_ms ? new Date(line.wall_ms).toISOString().slice(11, 23) : "";
     box.append(el("div", {}, `${when} ${line.node || "-"} ${line.event} ${line.text}`));
@@ -211,6 +231,7 @@ function renderEvents(lines) {
 function connect() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   const ws = new WebSocket(`${scheme}//${location.host}${withToken("/ws")}`);
+  view.freshEvents = true;
   ws.onmessage = (message) => {
     const data = JSON.parse(message.data);
     if (data.type === "state") renderState(data.state);
