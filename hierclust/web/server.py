@@ -108,12 +108,16 @@ class Live:
             return self.state
 
     async def step(self) -> None:
-        """Read new log lines; refresh when one matters or a second has passed; push."""
+        """Read new log lines; while a page is open, refresh when one matters or a second has
+        passed, and push (with no page open the workers are not asked: ``/api/state`` asks)."""
         records = await asyncio.to_thread(self.files.read_new)
         self.spreads.feed(records)
         shown = [r for r in records if r.get("event") in SHOWN_EVENTS]
-        if shown or time.monotonic() - self.refreshed >= self.settings.refresh_s:
+        stale = time.monotonic() - self.refreshed >= self.settings.refresh_s
+        if self.sockets and (shown or stale):
             await self.broadcast({"type": "state", "state": await self.refresh()})
+        elif self.topology is None and stale:
+            await self.refresh()  # the topology names the spread's nodes
         if self.spreads.changed and self.topology is not None:
             self.spreads.changed = False
             self.spread = self.spreads.last(self.topology)
@@ -247,7 +251,8 @@ async def script(request: web.Request) -> web.Response:
 
 async def state(request: web.Request) -> web.Response:
     live = request.app[LIVE]
-    return web.json_response(live.state or await live.refresh())
+    fresh = time.monotonic() - live.refreshed < live.settings.refresh_s
+    return web.json_response(live.state if live.state and fresh else await live.refresh())
 
 
 async def spread(request: web.Request) -> web.Response:
@@ -297,7 +302,9 @@ async def socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=20.0)
     await ws.prepare(request)
     try:
-        await ws.send_json({"type": "state", "state": live.state or await live.refresh()})
+        fresh = time.monotonic() - live.refreshed < live.settings.refresh_s
+        state = live.state if live.state and fresh else await live.refresh()
+        await ws.send_json({"type": "state", "state": state})
         await ws.send_json({"type": "spread", "spread": live.spread})
         await ws.send_json({"type": "events", "events": list(live.events)})
         live.sockets.add(ws)  # broadcasts from now on: the first three messages come first

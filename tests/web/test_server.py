@@ -4,6 +4,7 @@ tests/runtime/test_status.py); control-socket requests are recorded, not sent.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -228,3 +229,44 @@ async def test_websocket_sends_the_picture_first(client: TestClient[Any, Any]) -
     kinds = [(await ws.receive_json(timeout=5))["type"] for _ in range(3)]
     assert kinds == ["state", "spread", "events"]
     await ws.close()
+
+
+@pytest.mark.asyncio
+async def test_spread_and_events_from_the_logs_reach_the_page(tmp_path: Path) -> None:
+    """Lines appended to an event log arrive over the WebSocket: the spread of the notice and
+    the events, named with the topology."""
+    c = await client_for(tmp_path)
+    try:
+        ws = await c.ws_connect("/ws")
+        for _ in range(3):
+            await ws.receive_json(timeout=5)
+        lines = [
+            {"t_ns": 10_000_000, "event": "Crashed", "node": "dn07", "rank": 6},
+            {"t_ns": 900_000_000, "node": "dn01", "rank": 0, "event": "NoticeLearned",
+             "notice": {"kind": "failed", "node": 6, "incarnation": 1}, "via": None},
+            {"t_ns": 910_000_000, "node": "dn02", "rank": 1, "event": "NoticeLearned",
+             "notice": {"kind": "failed", "node": 6, "incarnation": 1}, "via": 4},
+        ]  # fmt: skip
+        (tmp_path / "events-w0.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        seen: dict[str, Any] = {}
+        while "spread" not in seen or "events" not in seen:
+            message = await ws.receive_json(timeout=5)
+            if message["type"] in ("spread", "events"):
+                seen[message["type"]] = message[message["type"]]
+        spread = seen["spread"]
+        assert (spread["victim"], spread["origin"], spread["detect_ms"]) == ("dn07", "crash", 890.0)
+        assert [(r["node"], r["ms"]) for r in spread["learned"]] == [
+            ("dn01", 890.0),
+            ("dn02", 900.0),
+        ]
+        texts = [(e["node"], e["event"], e["text"]) for e in seen["events"]]
+        group4 = demo().by_index[4].name
+        assert texts == [
+            ("dn07", "Crashed", ""),
+            ("dn01", "NoticeLearned", "failed dn07 (detected here)"),
+            ("dn02", "NoticeLearned", f"failed dn07 via {group4}"),
+        ]
+        assert (await (await c.get("/api/spread")).json())["spread"] == spread
+        await ws.close()
+    finally:
+        await c.close()
