@@ -6,8 +6,9 @@ Deploys topologies/demo.toml on free ports in a temporary state directory, serve
 ``hierclust web``, and photographs the page: all well; a killed node (dn07) with its failure's
 spread replayed (20 times slower, caught half way); a search; a cut-off group (rack-b.t0.1).
 Then a UDP benchmark of the demo topology written with ``bench --html`` and its page. Writes
-the PNGs, ``shots.json`` (per picture: what the page was given, ``/api/state`` and the spread,
-and the provenance: command, commit, load average) and the benchmark's JSON and HTML to OUT.
+to OUT the PNGs, ``README.md`` (the command and commit), ``shots.json`` (per picture what the
+page was showing, ``/api/state`` and the spread, and the provenance: command, commit, load
+average) and the benchmark's JSON and HTML.
 Everything it starts is ended by PID (the workers by ``hierclust stop``).
 """
 
@@ -123,7 +124,18 @@ def main() -> None:
     document = {"provenance": provenance(), "seconds": round(time.monotonic() - started, 1)}
     document["shots"] = shots
     (args.out / "shots.json").write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {args.out / 'shots.json'}")
+    origin = document["provenance"]
+    listed = "\n".join(f"- `{shot['file']}`: {shot['what']}" for shot in shots)
+    (args.out / "README.md").write_text(
+        "# Screenshots of the web view\n\n"
+        f"Taken by `{origin['command']}` at commit `{origin['commit']}` "
+        f"({origin['utc']}, load average {origin['load_avg_1m']}), in headless Chromium driven "
+        "over the DevTools protocol (hierclust/web/cdp.py). `shots.json` holds, per picture, "
+        "what the page was showing (`/api/state`, the spread); `bench.json` and `bench.html` are "
+        "the benchmark run of the last picture.\n\n"
+        f"{listed}\n"
+    )
+    print(f"wrote {args.out / 'shots.json'} and {args.out / 'README.md'}")
 
 
 if __name__ == "__main__":
