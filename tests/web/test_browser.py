@@ -67,9 +67,10 @@ async def test_page_follows_kill_and_cut() -> None:
             )
             assert answer[0] == 403 and "--allow-admin" in answer[1]
 
-            # kill dn07 (rack-a.t0.0): marked failed within 2 s of the kill, on this host's
-            # monotonic clock (the kill's t_ns and ours are the same clock)
-            killed = site.run("kill", "dn07")
+            # kill dn07 (rack-a.t0.0) as a power loss (its port stays bound and mute: no ICMP
+            # shortcut, only silence to detect): marked failed within 2 s of the kill, on this
+            # host's monotonic clock (the kill's t_ns and ours are the same clock)
+            killed = site.run("kill", "dn07", "--power")
             await browser.wait_for(f"{card('rack-a.t0.0', 'failed')} === '1'", 5, every_s=0.02)
             seen_ms = (time.monotonic_ns() - int(killed["t_ns"])) / 1e6
             print(f"dn07 marked failed {seen_ms:.0f} ms after the kill")
