@@ -76,31 +76,30 @@ def series_of(document: dict[str, Any]) -> dict[str, list[float]]:
     return found
 
 
-def _ticks(top: float, count: int = 5) -> list[float]:
-    """Round tick values from 0 to at least ``top``."""
-    if top <= 0:
-        return [0.0, 1.0]
-    raw = top / count
+def _ticks(top: float, count: int = 5, low: float = 0.0) -> list[float]:
+    """Round tick values from at most ``low`` to at least ``top``."""
+    span = top - low
+    if span <= 0:
+        return [low, low + 1.0]
+    raw = span / count
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    ticks = [0.0]
+    ticks = [math.floor(low / step) * step]
     while ticks[-1] < top:
         ticks.append(round(ticks[-1] + step, 6))
     return ticks
 
 
-def _axes(x_top: float, y_ticks: list[float], x_label: str, y_label: str) -> list[str]:
-    """SVG of the grid, ticks and labels; x from 0 to ``x_top``, y over ``y_ticks``."""
-    x_ticks = _ticks(x_top)
-    x_end, y_end = x_ticks[-1], y_ticks[-1]
+def _axes(x_ticks: list[float], y_ticks: list[float], x_label: str, y_label: str) -> list[str]:
+    """SVG of the grid, ticks and labels over ``x_ticks`` and ``y_ticks``."""
     bottom, right = HEIGHT - PAD_B, WIDTH - PAD_R
     parts = []
     for x in x_ticks:
-        px = _x(x, x_end)
+        px = _x(x, x_ticks)
         parts.append(_line(px, PAD_T, px, bottom))
         parts.append(_text(px, bottom + 16, f"{x:g}", "middle", "tick"))
     for y in y_ticks:
-        py = _y(y, y_end)
+        py = _y(y, y_ticks[-1])
         parts.append(_line(PAD_L, py, right, py))
         parts.append(_text(PAD_L - 6, py + 4, f"{y:g}", "end", "tick"))
     middle = (PAD_T + bottom) / 2
@@ -123,8 +122,9 @@ def _text(x: float, y: float, text: str, anchor: str, kind: str = "label") -> st
     )
 
 
-def _x(value: float, top: float) -> float:
-    return PAD_L + (WIDTH - PAD_L - PAD_R) * (value / top if top else 0)
+def _x(value: float, ticks: list[float]) -> float:
+    low, top = ticks[0], ticks[-1]
+    return PAD_L + (WIDTH - PAD_L - PAD_R) * ((value - low) / (top - low) if top > low else 0)
 
 
 def _y(value: float, top: float) -> float:
@@ -134,17 +134,17 @@ def _y(value: float, top: float) -> float:
 def cdf_svg(series: dict[str, list[float]]) -> str:
     """Step CDFs, one polyline per series (a point per survivor)."""
     x_top = max((max(v) for v in series.values() if v), default=1.0)
-    x_end = _ticks(x_top)[-1]
+    x_ticks = _ticks(x_top)
     parts = _axes(
-        x_top, [0, 0.25, 0.5, 0.75, 1.0], "time after the kill (ms)", "survivors notified"
+        x_ticks, [0, 0.25, 0.5, 0.75, 1.0], "time after the kill (ms)", "survivors notified"
     )
     for i, (label, values) in enumerate(series.items()):
         ordered = sorted(values)
         n = len(ordered)
-        points = [f"{_x(0, x_end):.1f},{_y(0, 1):.1f}"]
+        points = [f"{_x(0, x_ticks):.1f},{_y(0, 1):.1f}"]
         for k, v in enumerate(ordered):
-            points.append(f"{_x(v, x_end):.1f},{_y(k / n, 1):.1f}")
-            points.append(f"{_x(v, x_end):.1f},{_y((k + 1) / n, 1):.1f}")
+            points.append(f"{_x(v, x_ticks):.1f},{_y(k / n, 1):.1f}")
+            points.append(f"{_x(v, x_ticks):.1f},{_y((k + 1) / n, 1):.1f}")
         colour = COLOURS[i % len(COLOURS)]
         parts.append(
             f'<polyline class="cdf" data-series="{html.escape(label)}" data-points="{n}" '
@@ -165,9 +165,11 @@ def timeline_svg(
     n = len(times)
     order = sorted(range(n), key=lambda i: times[i])
     x_top = max(times, default=1.0)
-    x_end = _ticks(x_top)[-1]
+    # from the first learning (the detection) to the last: on one box the spread after the
+    # detection takes milliseconds, which an axis from the kill would squeeze into a line
+    x_ticks = _ticks(x_top, low=min(times, default=0.0))
     y_ticks = _ticks(float(n))
-    parts = _axes(x_top, y_ticks, "time after the kill (ms)", "survivors, in learning order")
+    parts = _axes(x_ticks, y_ticks, "time after the kill (ms)", "survivors, in learning order")
     seen_tiers: set[int] = set()
     for place, i in enumerate(order, start=1):
         group = via[i] if i < len(via) else None
@@ -178,7 +180,7 @@ def timeline_svg(
         name = nodes[i] if i < len(nodes) else "?"
         parts.append(
             f'<circle class="learned" data-node="{html.escape(name)}" '
-            f'cx="{_x(times[i], x_end):.1f}" cy="{_y(place, y_ticks[-1]):.1f}" r="3" '
+            f'cx="{_x(times[i], x_ticks):.1f}" cy="{_y(place, y_ticks[-1]):.1f}" r="3" '
             f'fill="{colour}"><title>'
             f"{html.escape(name)} +{times[i]:.1f} ms {html.escape(how)}</title></circle>"
         )
@@ -196,7 +198,7 @@ def bars_svg(runs: list[dict[str, Any]]) -> str:
     keys = ("notify_p50_ms", "notify_p99_ms", "notify_max_ms")
     top = max((float(r.get(k) or 0) for r in runs for k in keys), default=1.0)
     y_ticks = _ticks(top)
-    parts = _axes(float(len(runs)), y_ticks, "run", "ms after the kill")
+    parts = _axes(_ticks(float(len(runs))), y_ticks, "run", "ms after the kill")
     slot = (WIDTH - PAD_L - PAD_R) / max(1, len(runs))
     for i, run in enumerate(runs):
         for j, key in enumerate(keys):

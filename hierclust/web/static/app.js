@@ -188,10 +188,12 @@ function replay() {
   applyMarks();
   const index = groupIndex();
   const rows = spread.learned.slice();
+  // the clock starts at the first learning (the detection): nothing moves before it
+  const first = rows.length ? rows[0].ms : 0;
   const start = performance.now();
   let next = 0;
   const step = () => {
-    const now = (performance.now() - start) * speed;
+    const now = first + (performance.now() - start) * speed;
     clock.textContent = `+${Math.round(now)} ms`;
     const before = next;
     while (next < rows.length && rows[next].ms <= now) {
