@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
+import time
 import urllib.request
 
 import pytest
@@ -27,6 +29,13 @@ def fetch(url: str) -> str:
 
 async def test_metrics_endpoint(cluster9: Cluster) -> None:
     await wait_for(cluster9.all_led, 5.0, "a leader in every group")
+
+    def all_in_primary() -> bool:
+        now = time.monotonic_ns()
+        nodes = [d.node for d in cluster9.host.drivers.values()]
+        return all(n is not None and n.in_primary(now) for n in nodes)
+
+    await wait_for(all_in_primary, 5.0, "every node in the primary component")
     port = free_tcp_port()
     metrics = serve_metrics(cluster9.host, port)
     try:
@@ -35,5 +44,10 @@ async def test_metrics_endpoint(cluster9: Cluster) -> None:
     finally:
         stop_metrics(metrics)
     assert "hierclust_nodes_running 9.0" in text
+    led = re.search(r"^hierclust_groups_led (\S+)$", text, re.M)
+    quorate = re.search(r"^hierclust_groups_quorate (\S+)$", text, re.M)
+    assert led and quorate and float(led[1]) == float(quorate[1]) == 4.0  # one host leads all
+    assert "hierclust_nodes_in_primary 9.0" in text
+    assert 'hierclust_notice_age_ms_bucket{le="+Inf"}' in text
     assert "hierclust_datagrams_sent_total" in text
     assert 'hierclust_datagrams_dropped_total{reason="bad_tag"} 0.0' in text
