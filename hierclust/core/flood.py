@@ -7,8 +7,9 @@ new notice from the group it came through into every other group it sits in (to 
 where it leads, else to the leader), never back. Each hop is acked (:class:`NoticesAck`) and
 retransmitted with back-off until acked or given up. Notices for a group whose leader is unknown
 wait in a bounded backlog for the next leader. Every heartbeat carries a digest (count, xor-hash
-of what a node knows); a mismatch seen twice triggers a :class:`Pull`, answered with everything
-known (bounded), which repairs whatever the flood missed.
+of what a node knows); a mismatch seen twice triggers a :class:`Pull` (backing off while pulls
+teach nothing: ``Heartbeats._pull``), answered with everything known (bounded), which repairs
+whatever the flood missed.
 
 Compaction: every notice about a node is forgotten once its newest failure notice is
 ``notice_ttl_ms`` old, and beyond ``max_notices`` the node heard of first goes. A notice saying
@@ -335,6 +336,12 @@ class Flood(NodeState):
             elif type(n) is Subtree and (held := self._newer_subtree(n)) is not None:
                 newer.append(held)
         if learned:
+            if msg.seq == 0 and via_level >= 0:
+                # an answer to a pull that taught us something: pull again as soon as the
+                # digests still differ (the back-off is for pulls that teach nothing)
+                gs = self.states[via_level]
+                if gs is not None:
+                    gs.pull_at = gs.pull_gap = 0
             fresh = tuple(learned)
             if self.pending is not None:
                 for n in fresh:

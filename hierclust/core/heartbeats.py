@@ -19,9 +19,10 @@ asks the members whose echo holds the lease back for an immediate one (``FLAG_EC
 which keeps leases through 20 % loss. Acks report the remaining lease; members count their group
 quorate from it.
 
-Both ends also compare notice digests here (every Ack and Ping carries one): a mismatch seen
-twice sends a :class:`Pull` (see ``flood``). A Ping from a member with a new incarnation makes the
-leader declare the old one (``detection``) and announce the new one (``flood``).
+Both ends also compare notice digests here (every Ack and Ping carries one): a mismatch seen twice
+sends a :class:`Pull` (see ``flood``), at most once per back-off (``_pull``). A Ping from a member
+with a new incarnation makes the leader declare the old one (``detection``) and announce the new one
+(``flood``).
 """
 
 from __future__ import annotations
@@ -306,9 +307,26 @@ class Heartbeats(NodeState):
             # the member knows more, or as much but different (e.g. a newer admin notice that
             # replaced one we still hold): pull from it too, the member pulls from us
             gs.mismatch += 1
-            if gs.mismatch >= 2:
+            if gs.mismatch >= 2 and now >= gs.pull_at:
                 gs.mismatch = 0
-                out.append(Send(src, Pull(gs.gi, self.dcount, self.dhash)))
+                self._pull(now, gs, src, out)
+
+    def _pull(self, now: int, gs: GroupState, src: int, out: list[Effect]) -> None:
+        """Ask ``src`` for every notice it holds (the caller waits for ``pull_at``), and set
+        the back-off before the next pull in this group: two heartbeats,
+        doubling while pulls teach nothing, up to 64 heartbeats. The back-off starts over when
+        an answer taught us a notice (``Flood._on_notices``), when a member's digest matches
+        its leader's, and with a new leader. A Pull is answered with everything the peer
+        knows, so without the back-off a mismatch that no pull can mend (peers forgetting a
+        notice at different times, or holding one the other already forgot) cost every member
+        a full answer every two heartbeats; with hundreds of notices held, that load grew
+        until loops lagged and members were declared failed, which made more notices."""
+        heartbeat = gs.tm.heartbeat
+        gap = gs.pull_gap
+        gap = 2 * heartbeat if gap == 0 else min(2 * gap, 64 * heartbeat)
+        gs.pull_gap = gap
+        gs.pull_at = now + gap
+        out.append(Send(src, Pull(gs.gi, self.dcount, self.dhash)))
 
     def _on_tie_renew_ack(self, now: int, src: int, msg: TieRenewAck, out: list[Effect]) -> None:
         gs = self._gs(msg.group)
@@ -378,6 +396,7 @@ class Heartbeats(NodeState):
             gs.leader = src
             gs.strain = 0  # (a leader found: no failed rounds in a row any more)
             gs.mismatch = 1  # a new leader: repair on the first digest mismatch
+            gs.pull_at = gs.pull_gap = 0
             out.append(Emit(LeaderChanged(gs.gi, src, gs.term)))
             self._flush_backlog(now, gs, out)
         tm = gs.tm
@@ -414,10 +433,13 @@ class Heartbeats(NodeState):
             new_send(src, new_ping(gs.gi, gs.term, gs.myslot, self.inc, stamp, dcount, dhash))
         )
         if msg.digest_count != dcount or msg.digest_hash != dhash:
-            if msg.digest_count >= dcount:
-                gs.mismatch += 1
-                if gs.mismatch >= 2:
-                    gs.mismatch = 0
-                    out.append(Send(src, Pull(gs.gi, self.dcount, self.dhash)))
+            # whatever the counts: with notices forgotten at different times, a member may
+            # hold more notices than its leader and still lack one (even one saying that it
+            # failed itself, which it must hear to come back as a new incarnation)
+            gs.mismatch += 1
+            if gs.mismatch >= 2 and now >= gs.pull_at:
+                gs.mismatch = 0
+                self._pull(now, gs, src, out)
         else:
             gs.mismatch = 0
+            gs.pull_gap = 0

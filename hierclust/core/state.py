@@ -113,6 +113,8 @@ class GroupState:
         "quorate_until",
         "hint",
         "mismatch",
+        "pull_at",
+        "pull_gap",
         "vote_floor",
         "key_tick",
         "bcast",
@@ -183,6 +185,8 @@ class GroupState:
         self.tie_asked = False
         self.cand_armed = False
         self.mismatch = 0
+        self.pull_at = 0  # no Pull in this group before (see Heartbeats._pull)
+        self.pull_gap = 0  # the back-off of the next Pull (0: none sent since digests matched)
         self.key_tick, self.key_cand, self.key_lease = layout.keys[gi]
         # roster knowledge (tier >= 1 groups); leader tables (only while leading)
         self.holders: list[int] = NO_INTS
