@@ -119,13 +119,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "web")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    origin = provenance()  # before this run rewrites the pictures: the checkout as it was
     started = time.monotonic()
     shots = asyncio.run(shoot(args.out))
     shots.append(asyncio.run(bench_page(args.out)))
-    document = {"provenance": provenance(), "seconds": round(time.monotonic() - started, 1)}
+    document = {"provenance": origin, "seconds": round(time.monotonic() - started, 1)}
     document["shots"] = shots
     (args.out / "shots.json").write_text(json.dumps(document, indent=2) + "\n")
-    origin = document["provenance"]
     listed = "\n".join(f"- `{shot['file']}`: {shot['what']}" for shot in shots)
     (args.out / "README.md").write_text(
         "# Screenshots of the web view\n\n"
