@@ -67,7 +67,7 @@ async def shoot(out: Path) -> list[dict[str, Any]]:
             await browser.wait_for(CARD.format("rack-a.t0.0", "failed") + " === '1'", 5)
             await browser.wait_for("document.querySelectorAll('#replay-log div').length === 62", 10)
             await browser.evaluate(
-                "document.getElementById('replay-speed').value = '0.05';window.hierclust.replay()"
+                "document.getElementById('replay-speed').value = '0.005';window.hierclust.replay()"
             )
             rows = "document.querySelectorAll('#replay-log div').length"
             await browser.wait_for(f"{rows} >= 30", 60, every_s=0.01)
