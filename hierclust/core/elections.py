@@ -281,7 +281,17 @@ class Elections(NodeState):
 
     def _on_leader_hint(self, now: int, src: int, msg: LeaderHint, out: list[Effect]) -> None:
         gs = self._gs(msg.group)
-        if gs is None or gs.role == LEADER or msg.leader < 0 or msg.leader == self.rank:
+        if gs is None:
+            return
+        if msg.leader < 0:
+            # no leader known to the sender, only the group's term as it knows it (the answer
+            # to our SlotHandover): a new slot holder must not stand or vote below it
+            if msg.term > gs.term and not gs.leaf:
+                hear_term(gs, msg.term)
+                self._adopt_term(now, gs, msg.term, out)
+                self._persist(gs, out)
+            return
+        if gs.role == LEADER or msg.leader == self.rank:
             return
         if msg.term < gs.term:
             return

@@ -127,6 +127,12 @@ class Slots(NodeState):
         leader = self._confirmed_leader(now, gs)
         if leader >= 0 and leader != src:
             out.append(Send(src, LeaderHint(gs.gi, leader, gs.term)))
+        elif leader < 0 and gs.term > 0:
+            # No leader to point at, but the term: the new holder took the group's term from
+            # its child group's last leader, who may have voted in a later one and gone before
+            # telling its members. Upper-tier terms fall back on wall clocks only when nobody
+            # knows the last term, so every voter that knows it passes it on.
+            out.append(Send(src, LeaderHint(gs.gi, -1, gs.term)))
 
     def _send_roster(self, gs: GroupState, out: list[Effect]) -> None:
         msg = Roster(gs.gi, gs.term, gs.view_id, tuple(gs.holders))

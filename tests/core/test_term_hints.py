@@ -1,0 +1,77 @@
+"""Upper-tier terms reach a new slot holder from the voters it joins (virtual time).
+
+Why: a slot's new holder takes the group's term from its child group's last leader, who may
+have voted in a later term and gone before telling its members. Upper-tier terms fall back on
+wall clocks only when nobody knows the last term, so a holder that joins while the group has no
+leader asks the voters, and each that knows a term answers with it (``LeaderHint`` with no
+leader). In a 30-minute nemesis campaign (seed 1) two slot holders, both new and both behind the
+term a third had voted in, elected a leader under a lower term than an earlier lease's: its
+fencing tokens went down."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hierclust.core.messages import LeaderHint, PreVote, RequestVote, VoteResp
+from hierclust.core.types import Received, Send
+from tests.core.link import MS, Link, topo
+
+S = 1_000 * MS
+
+
+def test_a_new_slot_holder_learns_a_later_term_from_a_voter_and_stands_above_it() -> None:
+    link = Link(topo(9, 3))
+    link.start_all()
+    link.run_for(5 * S)
+    root = link.topology.root.index
+    (leader,) = link.leaders(root)
+    holders = [r for r, n in link.nodes.items() if n.term(root) > 0 and r != leader]
+    assert len(holders) == 2, holders
+    voter, other = holders
+
+    # no election of the root group completes for now, and its leader is gone
+    def no_root_votes(src: int, dst: int, msg: Any) -> bool:
+        return isinstance(msg, (PreVote, RequestVote, VoteResp)) and msg.group == root
+
+    link.drop_if = no_root_votes
+    link.crash(leader)
+    link.run_for(3 * S)
+    assert link.nodes[voter].leader_of(root) is None
+    # the voter grants a term far above the others' (a candidate whose wall clock ran ahead);
+    # the grant never arrives, so nobody but the voter knows that term, as when a holder votes
+    # and goes before telling its members
+    later = link.nodes[voter].term(root) + 10**9
+    slot_of_other = link.nodes[other].states[1].myslot  # type: ignore[union-attr]
+    link.deliver(voter, Received(other, RequestVote(root, later, slot_of_other)))
+    assert link.nodes[voter].term(root) == later
+
+    # the other holder's child group gets a new leader, who joins the root group with the term
+    # its members knew; the voter answers with the later one
+    child = link.topology.leaf_of(other).index
+    link.crash(other)
+    newcomer = -1
+    while newcomer < 0:
+        link.run_for(50 * MS)
+        led = [r for r in link.nodes if link.nodes[r].is_leader(child)]
+        newcomer = led[0] if led else -1
+        assert link.now < 30 * S, "the child group never re-elected"
+    link.run_for(1 * S)
+    assert [
+        r
+        for r in link.effects
+        if r.rank == voter and isinstance(r.event, Send) and r.event.dst == newcomer
+        and r.event.msg == LeaderHint(root, -1, later)
+    ], "the voter told the newcomer the term it knows"  # fmt: skip
+    assert link.nodes[newcomer].term(root) >= later
+
+    # elections resume without the voter (cut off from all but its own leaf group, which it
+    # keeps leading): the two others elect, and their leader's term (the fencing token) is
+    # above the one the voter granted, which a holder might have leased under
+    link.drop_if = None
+    own = set(link.topology.members(link.topology.leaf_of(voter)))
+    link.partition(own, [r for r in link.nodes if r not in own])
+    link.run_for(5 * S)
+    leaders = [r for r in link.leaders(root) if r != voter]
+    assert len(leaders) == 1 and link.nodes[leaders[0]].term(root) > later, [
+        (r, link.nodes[r].term(root)) for r in link.nodes
+    ]
