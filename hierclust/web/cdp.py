@@ -240,5 +240,9 @@ class Chromium:
                 await asyncio.to_thread(process.wait, 5)
         self.process = None
         if self.profile is not None:
-            shutil.rmtree(self.profile, ignore_errors=True)
+            for _ in range(20):  # a helper that outlived the browser may still be writing
+                shutil.rmtree(self.profile, ignore_errors=True)
+                if not self.profile.exists():
+                    break
+                await asyncio.sleep(0.05)
             self.profile = None
