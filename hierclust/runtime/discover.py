@@ -114,11 +114,25 @@ def processes(proc: Path = PROC) -> Iterator[HierclustProcess]:
         yield HierclustProcess(int(entry.name), Path(os.path.normpath(state_dir)), role)
 
 
-def live_elsewhere(state_dir: Path) -> list[str]:
+def live_elsewhere(state_dir: Path, proc: Path = PROC) -> list[str]:
     """The state directories other than ``state_dir`` with live hierclust processes (what an
-    error about a directory without a deployment points to)."""
+    error about a directory without a deployment points to), the most recently started first:
+    the one just deployed is the likeliest meant, and hints name only the first few."""
     here = Path(state_dir).resolve()
-    return [str(d) for d in live_state_dirs() if d.resolve() != here]
+    found = [(d, pids) for d, pids in live_state_dirs(proc).items() if d.resolve() != here]
+    found.sort(key=lambda item: max(_started(pid, proc) for pid in item[1]), reverse=True)
+    return [str(d) for d, _ in found]
+
+
+def _started(pid: int, proc: Path) -> int:
+    """When process ``pid`` started, in clock ticks after boot (0 when it cannot be read)."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return 0
+    # the command name (field 2) may hold spaces and parentheses: count from the last ")"
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else 0
 
 
 def live_state_dirs(proc: Path = PROC) -> dict[Path, list[int]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hierclust.runtime.discover import (
     default_state_dir,
+    live_elsewhere,
     live_state_dirs,
     role_of,
     state_dir_of,
@@ -76,3 +77,19 @@ def test_live_state_dirs_and_the_holder_of_a_port(tmp_path: Path) -> None:
     )
     assert udp_port_owner(0x4269, proc) is None, "held, but not by hierclust"
     assert udp_port_owner(9, proc) is None
+
+
+def test_other_live_state_dirs_are_named_newest_first(tmp_path: Path) -> None:
+    # a hint names only the first few: the deployment started last is the likeliest meant
+    proc = tmp_path / "proc"
+    agent = ["python", "-m", "hierclust", "agent", "--node", "cn1", "--state-dir"]
+    for pid, where, started in (
+        (201, "/srv/old", 1000),
+        (202, "/srv/new", 9000),
+        (203, "/srv/mid", 5000),
+    ):
+        fake_process(proc, pid, [*agent, where], tmp_path)
+        fields = ["S", "1"] + ["0"] * 17 + [str(started), "0"]
+        (proc / str(pid) / "stat").write_text(f"{pid} (python (x)) {' '.join(fields)}\n")
+    assert live_elsewhere(Path("/srv/mid"), proc) == ["/srv/new", "/srv/old"]
+    assert live_elsewhere(Path("/elsewhere"), proc) == ["/srv/new", "/srv/mid", "/srv/old"]
