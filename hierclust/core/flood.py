@@ -156,15 +156,18 @@ class Flood(NodeState):
                 self._unlearn(n)
         out.append(Emit(NoticeLearned(notice, via)))
         if type(notice) is Failure and notice.node == self.rank and notice.incarnation == self.inc:
-            self._refute(out)
-            leaf = self.leaf_gs
-            if leaf is not None and leaf.role == LEADER:
-                # a member's leader announces its new incarnation when it pings; we lead our
-                # leaf group, so nobody would: we do
-                alive = Alive(self.rank, self.inc)
-                if self._learn(now, alive, None, out):
-                    self._forward(now, (alive,), -1, -1, out)
+            self._come_back(now, out)
         return True
+
+    def _come_back(self, now: int, out: list[Effect]) -> None:
+        """We were declared failed in our current incarnation: take a new one, and announce it
+        when we lead our leaf group (a member's leader announces it when the member pings)."""
+        self._refute(out)
+        leaf = self.leaf_gs
+        if leaf is not None and leaf.role == LEADER:
+            alive = Alive(self.rank, self.inc)
+            if self._learn(now, alive, None, out):
+                self._forward(now, (alive,), -1, -1, out)
 
     def _unlearn(self, notice: Notice) -> int:
         """Take a failure or alive notice out of the digest and the dating; its key."""
@@ -365,15 +368,30 @@ class Flood(NodeState):
                 del pending[src]
 
     def _on_pull(self, now: int, src: int, msg: Pull, out: list[Effect]) -> None:
-        batch: list[Notice] = []
-        sent = 0
-        for notice in self.known_notices():
-            batch.append(notice)
-            if len(batch) == MAX_NOTICES_PER_MESSAGE:
-                out.append(Send(src, Notices(msg.group, 0, self._aged(now, tuple(batch)))))
-                batch = []
-                sent += 1
-                if sent >= MAX_PULL_BATCHES:
-                    return
-        if batch:
-            out.append(Send(src, Notices(msg.group, 0, self._aged(now, tuple(batch)))))
+        """Answer a pull with what we hold, at most ``MAX_PULL_BATCHES`` datagrams: admin and
+        subtree notices, then the failure and alive notices of the nodes heard of last (what a
+        peer lacks is most often recent) up to half the room, and, when the rest does not fit,
+        the other half from a random place among the older ones. The first ones in a fixed
+        order, as before, left whatever lay past the cap unrepaired for good: in a 30-minute
+        nemesis campaign nodes held 1,000 to 1,700 notices, and the one saying a live slot
+        holder had failed never reached it (nor the members of two hosts), so it never came
+        back anew and 59 nodes held it failed for 7 minutes."""
+        cap = MAX_PULL_BATCHES * MAX_NOTICES_PER_MESSAGE
+        head: list[Notice] = []
+        if self.admin:
+            head.extend(self.admin.values())
+        if self.reach:
+            head.extend(self.reach.values())
+        older: list[Notice] = []
+        if self.known:
+            about = list(self.known.values())
+            about.reverse()  # the nodes heard of last first
+            for notices in about:
+                (head if len(head) < cap // 2 else older).extend(notices)
+        if older and len(head) + len(older) > cap:
+            start = self.rng.randrange(len(older))
+            older = (older[start:] + older[:start])[: cap - len(head)]
+        chosen = head + older
+        for i in range(0, min(len(chosen), cap), MAX_NOTICES_PER_MESSAGE):
+            batch = tuple(chosen[i : i + MAX_NOTICES_PER_MESSAGE])
+            out.append(Send(src, Notices(msg.group, 0, self._aged(now, batch))))

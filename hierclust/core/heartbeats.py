@@ -283,8 +283,14 @@ class Heartbeats(NodeState):
             elif st == FAILED or inc < old:
                 # declared failed, or restarted without its state: come back with a higher one
                 flags = FLAG_REFUTE
-        elif inc > gs.incs[s]:
-            gs.incs[s] = inc
+        else:
+            if inc > gs.incs[s]:
+                gs.incs[s] = inc
+            known = self.known
+            if known is not None and src in known and self._known_about(src)[0] >= inc:
+                # a slot holder declared failed in this incarnation (by a sweep while it was
+                # cut off, say) follows us: tell it, rather than wait for the notice to reach it
+                flags = FLAG_REFUTE
         st = status[s]
         if st == SUSPECT or st == PENDING:
             status[s] = ALIVE
@@ -425,7 +431,7 @@ class Heartbeats(NodeState):
             # (a duplicate, or pings queued while we were paused): one new incarnation per
             # heartbeat, or every stale ping in flight would make another, without end
             self.refuted_at = now
-            self._refute(out)
+            self._come_back(now, out)
         dcount = self.dcount
         dhash = self.dhash
         # the echo that renews the leader's lease

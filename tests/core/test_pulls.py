@@ -12,10 +12,13 @@ were declared failed, which made more notices."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
-from hierclust.core.messages import Notices, Pull
-from hierclust.core.types import Failure, Received, Send
+from hierclust.core.flood import MAX_PULL_BATCHES
+from hierclust.core.messages import MAX_NOTICES_PER_MESSAGE, Notices, Pull
+from hierclust.core.node import Node
+from hierclust.core.types import Alive, Failure, Notice, NoticeLearned, Received, Send, Start
 from tests.core.link import MS, Link, topo
 
 S = 1_000 * MS
@@ -108,3 +111,54 @@ def test_pulls_that_teach_nothing_back_off_to_64_heartbeats() -> None:
     later = pulls(link, t)
     assert later and link.nodes[MEMBER].has_notice(stale(1))
     assert len(later) >= 3 and later[1] - later[0] <= 3 * heartbeat, later
+
+
+def answer(node: Node, puller: int) -> list[Notice]:
+    out = node.step(node_now(node), Received(puller, Pull(0, 0, 0)))
+    sent = [e.msg for e in out if isinstance(e, Send)]
+    assert all(isinstance(m, Notices) for m in sent) and len(sent) <= MAX_PULL_BATCHES
+    return [n for m in sent for n in m.notices]  # type: ignore[union-attr]
+
+
+def node_now(node: Node) -> int:
+    return 10 * S
+
+
+def test_a_pull_answer_past_the_cap_holds_the_newest_notices_and_in_turn_every_other() -> None:
+    topology = topo(64, 4)
+    node = Node(topology, 0, rng=random.Random(5))
+    node.step(0, Start())
+    held: list[Notice] = [Alive(x, k) for k in range(2, 32) for x in range(1, 64)]  # 1,890
+    for notice in held:
+        node.step(node_now(node), Received(1, Notices(0, 0, (notice,))))
+    assert node.digest()[0] >= len(held) > MAX_PULL_BATCHES * MAX_NOTICES_PER_MESSAGE
+    newest = held[-MAX_NOTICES_PER_MESSAGE:]
+    seen: set[Notice] = set()
+    for _ in range(12):
+        got = answer(node, 2)
+        assert len(got) == MAX_PULL_BATCHES * MAX_NOTICES_PER_MESSAGE
+        assert set(newest) <= set(got), "what a peer lacks is most often recent: always sent"
+        seen.update(got)
+    assert seen == set(held), f"{len(set(held) - seen)} notices never sent in 12 answers"
+
+
+def test_a_slot_holder_declared_failed_is_told_by_its_leader_and_announces_its_return() -> None:
+    link = Link(topo(9, 3))
+    link.start_all()
+    link.run_for(5 * S)
+    root = link.topology.root.index
+    (leader,) = link.leaders(root)
+    holder = next(r for r, n in link.nodes.items() if n.term(root) > 0 and r != leader)
+    before = link.nodes[holder].inc
+    # no notice reaches the holder any more (neither the flood nor answers to its pulls): only
+    # its leader's acks can tell it
+    link.drop_if = lambda src, dst, msg: dst == holder and isinstance(msg, Notices)
+    failed = Failure(holder, before, root, leader, link.nodes[leader].term(root))
+    link.deliver(leader, Received(2, Notices(root, 0, (failed,))))
+    t = link.now
+    link.run_for(1 * S)
+    assert link.nodes[holder].inc > before, "the ack told the holder it had been declared failed"
+    back = Alive(holder, link.nodes[holder].inc)
+    link.run_for(1 * S)
+    learned = [r.rank for r in link.of(NoticeLearned, since=t) if r.event.notice == back]
+    assert leader in learned, "the holder leads its leaf group: it announced its return itself"
