@@ -24,6 +24,7 @@ import math
 from bisect import bisect_left
 from typing import Any
 
+from hierclust.sim.scenario import REPORT_FIELDS
 from hierclust.topology import Topology
 
 WIDTH, HEIGHT = 720, 320
@@ -32,25 +33,7 @@ COLOURS = ("#0969da", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#57606a")
 TIER_COLOURS = ("#0969da", "#1a7f37", "#9a6700", "#8250df", "#cf222e", "#57606a")
 MAX_TREE_GROUPS = 400
 SUMMARY_FIELDS = (
-    "mode",
-    "nodes",
-    "fanout",
-    "depth",
-    "victim",
-    "victim_role",
-    "detect_ms",
-    "notify_p50_ms",
-    "notify_p99_ms",
-    "notify_max_ms",
-    "notified",
-    "survivors",
-    "reelect_ms",
-    "groups_disturbed",
-    "elections_elsewhere",
-    "false_positives",
-    "msgs_per_node_per_s",
-    "bytes_per_node_per_s",
-    "cpu_cores",
+    *(f for f in REPORT_FIELDS if f not in ("kill_at_ms", "seed", "version")),
     "repeats",
     "version",
 )

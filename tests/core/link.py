@@ -189,3 +189,16 @@ class Link:
 
     def lease_holders(self, group: int) -> list[int]:
         return [r for r, n in self.nodes.items() if n.lease_valid(group, self.now)]
+
+
+def three_slot_root(seed: int = 1) -> tuple[Link, int, int, list[int]]:
+    """Nine nodes in three leaf groups under a root group of three slots, settled: the link,
+    the root group, its leader and the two other slot holders."""
+    link = Link(topo(9, 3), seed=seed)
+    link.start_all()
+    link.run_for(5_000 * MS)
+    root = link.topology.root.index
+    (leader,) = link.leaders(root)
+    holders = [r for r, n in link.nodes.items() if n.term(root) > 0 and r != leader]
+    assert len(holders) == 2, holders
+    return link, root, leader, holders

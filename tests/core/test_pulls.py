@@ -19,7 +19,7 @@ from hierclust.core.flood import MAX_PULL_BATCHES
 from hierclust.core.messages import MAX_NOTICES_PER_MESSAGE, Notices, Pull
 from hierclust.core.node import Node
 from hierclust.core.types import Alive, Failure, Notice, NoticeLearned, Received, Send, Start
-from tests.core.link import MS, Link, topo
+from tests.core.link import MS, Link, three_slot_root, topo
 
 S = 1_000 * MS
 LEADER, MEMBER = 0, 3
@@ -143,12 +143,7 @@ def test_a_pull_answer_past_the_cap_holds_the_newest_notices_and_in_turn_every_o
 
 
 def test_a_slot_holder_declared_failed_is_told_by_its_leader_and_announces_its_return() -> None:
-    link = Link(topo(9, 3))
-    link.start_all()
-    link.run_for(5 * S)
-    root = link.topology.root.index
-    (leader,) = link.leaders(root)
-    holder = next(r for r, n in link.nodes.items() if n.term(root) > 0 and r != leader)
+    link, root, leader, (holder, _) = three_slot_root()
     before = link.nodes[holder].inc
     # no notice reaches the holder any more (neither the flood nor answers to its pulls): only
     # its leader's acks can tell it

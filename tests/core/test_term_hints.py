@@ -14,20 +14,13 @@ from typing import Any
 
 from hierclust.core.messages import LeaderHint, PreVote, RequestVote, VoteResp
 from hierclust.core.types import Received, Send
-from tests.core.link import MS, Link, topo
+from tests.core.link import MS, three_slot_root
 
 S = 1_000 * MS
 
 
 def test_a_new_slot_holder_learns_a_later_term_from_a_voter_and_stands_above_it() -> None:
-    link = Link(topo(9, 3))
-    link.start_all()
-    link.run_for(5 * S)
-    root = link.topology.root.index
-    (leader,) = link.leaders(root)
-    holders = [r for r, n in link.nodes.items() if n.term(root) > 0 and r != leader]
-    assert len(holders) == 2, holders
-    voter, other = holders
+    link, root, leader, (voter, other) = three_slot_root()
 
     # no election of the root group completes for now, and its leader is gone
     def no_root_votes(src: int, dst: int, msg: Any) -> bool:
