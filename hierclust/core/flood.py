@@ -367,6 +367,16 @@ class Flood(NodeState):
             if not queue:
                 del pending[src]
 
+    def _newest(self, limit: int) -> tuple[Notice, ...]:
+        """Up to ``limit`` failure and alive notices, of the nodes heard of last first."""
+        found: list[Notice] = []
+        if self.known:
+            for notices in reversed(self.known.values()):
+                found.extend(notices)
+                if len(found) >= limit:
+                    break
+        return tuple(found[:limit])
+
     def _on_pull(self, now: int, src: int, msg: Pull, out: list[Effect]) -> None:
         """Answer a pull with what we hold, at most ``MAX_PULL_BATCHES`` datagrams: admin and
         subtree notices, then the failure and alive notices of the nodes heard of last (what a

@@ -34,8 +34,10 @@ from hierclust.core.messages import (
     FLAG_LEASE,
     FLAG_PRIMARY,
     FLAG_REFUTE,
+    MAX_NOTICES_PER_MESSAGE,
     Ack,
     LeaderHint,
+    Notices,
     Ping,
     Pull,
     TieRenew,
@@ -333,6 +335,14 @@ class Heartbeats(NodeState):
         gs.pull_gap = gap
         gs.pull_at = now + gap
         out.append(Send(src, Pull(gs.gi, self.dcount, self.dhash)))
+        # and push our newest notices along: the peer may lack one of ours although it holds
+        # more (a leader pulls only from a member holding at least as many), e.g. a failure
+        # that a new slot holder detected before it joined this group, which it therefore
+        # never forwarded here (in the nemesis campaign the rest of the cluster heard of such
+        # a failure 51-76 s late)
+        newest = self._newest(MAX_NOTICES_PER_MESSAGE)
+        if newest:
+            out.append(Send(src, Notices(gs.gi, 0, self._aged(now, newest))))
 
     def _on_tie_renew_ack(self, now: int, src: int, msg: TieRenewAck, out: list[Effect]) -> None:
         gs = self._gs(msg.group)

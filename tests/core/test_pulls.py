@@ -157,3 +157,27 @@ def test_a_slot_holder_declared_failed_is_told_by_its_leader_and_announces_its_r
     link.run_for(1 * S)
     learned = [r.rank for r in link.of(NoticeLearned, since=t) if r.event.notice == back]
     assert leader in learned, "the holder leads its leaf group: it announced its return itself"
+
+
+def test_a_member_pushes_its_newest_notices_to_a_leader_holding_more() -> None:
+    # in the nemesis campaign: a node that led three tiers died; the new leader of its tier-1
+    # group had detected the failure before it joined the tier above, so it never forwarded the
+    # notice there, and that tier's leader (holding more notices) never pulled from it: the
+    # rest of the cluster heard of the failure only 51-76 s later, when the victim came back.
+    # A pull now carries the puller's newest notices along.
+    link = settled()
+    extras = (stale(2), stale(4))
+
+    def drop(src: int, dst: int, msg: Any) -> bool:
+        # the leader's extras stay its own; the member's new notice reaches it only by a pull
+        if isinstance(msg, Notices) and any(n in extras for n in msg.notices):
+            return True
+        return src == MEMBER and dst == LEADER and isinstance(msg, Notices) and msg.seq > 0
+
+    link.drop_if = drop
+    link.deliver(LEADER, Received(1, Notices(0, 0, extras)))
+    news = stale(1)
+    link.deliver(MEMBER, Received(2, Notices(0, 0, (news,))))
+    assert link.nodes[LEADER].digest()[0] > link.nodes[MEMBER].digest()[0]
+    link.run_for(2 * S)
+    assert link.nodes[LEADER].has_notice(news), "the member's notice never reached its leader"
