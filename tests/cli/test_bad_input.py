@@ -81,14 +81,16 @@ def test_file_given_as_a_directory(tmp_path: Path) -> None:
 def test_stop_without_a_live_deployment_exits_2_and_names_the_live_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("hierclust.runtime.discover.live_state_dirs", lambda: {})
+    monkeypatch.setattr("hierclust.runtime.discover.live_state_dirs", lambda *_: {})
     line = one_error_line(["stop", "--state-dir", str(tmp_path)])
     assert line == (
         f"{tmp_path}: no live deployment here (no recorded worker runs); "
         "no hierclust worker or agent runs on this host"
     )
     elsewhere = Path("/srv/hc-a")
-    monkeypatch.setattr("hierclust.runtime.discover.live_state_dirs", lambda: {elsewhere: [4242]})
+    monkeypatch.setattr(
+        "hierclust.runtime.discover.live_state_dirs", lambda *_: {elsewhere: [4242]}
+    )
     line = one_error_line(["stop", "--state-dir", str(tmp_path)])
     assert line.endswith("hierclust runs in /srv/hc-a: `hierclust stop --state-dir /srv/hc-a`")
     result = runner.invoke(app, ["stop", "--state-dir", str(tmp_path / "nope"), "--json"])
