@@ -248,7 +248,8 @@ class Detection(NodeState):
         if now < gs.lease_until:
             gs.status[s] = FAILED
             self._bump_view(gs, out)
-            self._declare(now, gs, gs.first + s, gs.incs[s], out)
+            node = gs.first + s
+            self._declare(now, gs, node, self._newest_inc(node, gs.incs[s]), out)
         else:
             gs.status[s] = ALIVE  # no lease, no verdict: suspect again on the next tick
 
@@ -258,7 +259,16 @@ class Detection(NodeState):
             return  # answered, or we stopped leading
         inc = doubts.pop(node)
         if now < gs.lease_until:
-            self._declare(now, gs, node, inc, out)
+            self._declare(now, gs, node, self._newest_inc(node, inc), out)
+
+    def _newest_inc(self, node: int, heard: int) -> int:
+        """The incarnation of a silent ``node`` to declare failed: the one we ``heard`` it in,
+        or a newer one a notice announced (it came back from an accusation just before it went
+        silent, and its own echoes or acks with the new one never reached us: declaring the
+        older one, which everyone already held failed, told nobody of this failure)."""
+        if heard <= 0:
+            return heard
+        return max(heard, self._known_about(node)[1])
 
     def _declare(self, now: int, gs: GroupState, node: int, inc: int, out: list[Effect]) -> None:
         if inc <= 0:

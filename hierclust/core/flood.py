@@ -20,6 +20,7 @@ incarnation).
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Final
 
@@ -374,14 +375,18 @@ class Flood(NodeState):
             if not queue:
                 del pending[src]
 
+    def _by_recency(self) -> Iterator[tuple[Notice, ...]]:
+        """The failure and alive notices about each node, the node heard of last first."""
+        if self.known:
+            yield from reversed(self.known.values())
+
     def _newest(self, limit: int) -> tuple[Notice, ...]:
         """Up to ``limit`` failure and alive notices, of the nodes heard of last first."""
         found: list[Notice] = []
-        if self.known:
-            for notices in reversed(self.known.values()):
-                found.extend(notices)
-                if len(found) >= limit:
-                    break
+        for notices in self._by_recency():
+            found.extend(notices)
+            if len(found) >= limit:
+                break
         return tuple(found[:limit])
 
     def _on_pull(self, now: int, src: int, msg: Pull, out: list[Effect]) -> None:
@@ -400,11 +405,8 @@ class Flood(NodeState):
         if self.reach:
             head.extend(self.reach.values())
         older: list[Notice] = []
-        if self.known:
-            about = list(self.known.values())
-            about.reverse()  # the nodes heard of last first
-            for notices in about:
-                (head if len(head) < cap // 2 else older).extend(notices)
+        for notices in self._by_recency():
+            (head if len(head) < cap // 2 else older).extend(notices)
         if older and len(head) + len(older) > cap:
             start = self.rng.randrange(len(older))
             older = (older[start:] + older[:start])[: cap - len(head)]

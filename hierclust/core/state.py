@@ -441,15 +441,19 @@ class NodeState:
             self.votes[gs.gi] = (gs.term, gs.voted_for)
         out.append(Persist(self.persistent_state()))
 
-    def _voters(self, gs: GroupState) -> list[int]:
+    def _voters(self, gs: GroupState, answered: int = 0) -> list[int]:
         """Everyone to ask for a vote: members of a leaf group; known holders (or the first rank
-        of the child, the usual leader) for a tier >= 1 group."""
+        of the child, the usual leader) for a tier >= 1 group; but none whose slot's bit is set
+        in ``answered``."""
         me = self.rank
         if gs.leaf:
-            return [r for r in range(gs.first, gs.first + gs.size) if r != me]
+            first = gs.first
+            return [first + s for s in range(gs.size) if first + s != me and not answered >> s & 1]
         firsts = self.layout.child_first[gs.gi]
         found: list[int] = []
         for s in range(gs.size):
+            if answered >> s & 1:
+                continue
             h = gs.holders[s]
             dst = h if h >= 0 else firsts[s]
             if dst != me and dst not in found:

@@ -5,7 +5,8 @@ every step's cost. At ``slow`` 6 with 500 nodes per host, one host's work at the
 rate is more than its CPU (about 1.05 of it), so a boot converges only if the nodes shed load
 and stop re-electing while they lag. Before local health widened elections and leases
 (docs/architecture.md, Overload), this boot had 38 of 75 groups led after 30 s of virtual time,
-after 944 elections; after it, all are led at 6.2 s.
+after 944 elections; after it, all are led at 6.2 s (5.5 s since voters that missed a vote
+request are asked again within the round).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def test_a_starved_boot_converges_and_stays_safe() -> None:
     assert report["notified"] == report["survivors"]  # the kill is still learned by everyone
     # the loops really lagged (it is the overload the test is about), and were busy
     assert cpu["loop_lag_max_ms"] >= 500
-    assert cpu["cpu_busy"] > 0.8
+    assert cpu["cpu_busy"] > 0.75  # (0.78: the CPU is the bottleneck through the boot)
     # no election storm: about one election per group and term, not one per member
     boot = cpu["boot"]
     assert boot["elections_started"] < 3 * boot["terms"]
