@@ -48,6 +48,7 @@ _AckTwin = _twin(
         "up_term",
         "digest_count",
         "digest_hash",
+        "above",
     ),
 )
 _SetTimerTwin = _twin(SetTimer, ("key", "at_ns"))
@@ -92,6 +93,7 @@ def new_ack(
     up_term: int,
     dcount: int,
     dhash: int,
+    above: tuple[int, ...] = (),
 ) -> Ack:
     """``Ack(...)`` with the same arguments, fast."""
     msg = _AckTwin()
@@ -106,6 +108,7 @@ def new_ack(
     msg.up_term = up_term
     msg.digest_count = dcount
     msg.digest_hash = dhash
+    msg.above = above
     msg.__class__ = Ack
     return msg  # type: ignore[no-any-return]
 

@@ -424,6 +424,7 @@ class Heartbeats(NodeState):
         gs.view_id = msg.view_id
         gs.up = msg.up
         gs.up_term = msg.up_term
+        gs.above = msg.above
         gs.leader_inc = msg.leader_inc
         flags = msg.flags
         gs.primary = (flags & FLAG_PRIMARY) != 0

@@ -48,7 +48,9 @@ class Ack:
     """Leader -> member answer to a Ping, also sent unsolicited by a newly elected leader.
     ``lease_left_ns`` = how long the leader's lease still runs (0 = none): the member counts its
     group quorate for that long after receipt. ``up`` / ``up_term`` = the parent group's leader
-    (-1 unknown) and term as this leader knows them (a successor joins the parent with them)."""
+    (-1 unknown) and term as this leader knows them (a successor joins the parent with them).
+    ``above`` = the terms of the groups above the parent as this leader knows them, nearest
+    first (-1 unknown): a successor that goes on to lead further up joins those with them."""
 
     KIND: ClassVar[str] = "ack"
     group: int
@@ -62,6 +64,7 @@ class Ack:
     up_term: int
     digest_count: int
     digest_hash: int
+    above: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

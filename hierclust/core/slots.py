@@ -53,12 +53,13 @@ class Slots(NodeState):
         below = self.states[level - 1]
         hint = below.up if below is not None else -1
         if gs is None:
+            known = self._known_term(level)  # (before the new state: as the groups below knew it)
             gs = self._new_state(level)
             # the slot's vote comes with the previous holder's promise not to vote for an
-            # election timeout, and with the group's term as the child group knew it
+            # election timeout, and with the group's term as the groups below knew it
             gs.block_until = now + gs.tm.election
-            if below is not None and below.up_term > gs.term:
-                gs.term = below.up_term
+            if known > gs.term:
+                gs.term = known
                 gs.voted_for = ABSTAIN
                 hear_term(gs, gs.term)
             out.append(SetTimer(gs.key_tick, now + gs.tm.heartbeat))

@@ -107,6 +107,7 @@ class GroupState:
         "view_id",
         "up",
         "up_term",
+        "above",
         "leader_inc",
         "primary",
         "quorate",
@@ -172,6 +173,7 @@ class GroupState:
         self.view_id = 0
         self.up = -1
         self.up_term = 0
+        self.above: tuple[int, ...] = ()  # the terms of the groups above the parent (acks)
         self.quorate = False
         self.quorate_until = NEVER
         self.primary = False
@@ -491,13 +493,44 @@ class NodeState:
             return top.level == len(self.states) - 1 and now < top.lease_until
         return member_quorate(top, now) and top.primary
 
-    def _up_of(self, gs: GroupState) -> tuple[int, int]:
+    def _known_term(self, level: int) -> int:
+        """The term of the group at ``level`` of our path: ours if we sit in it, else the
+        highest that the acks of a group below told of (-1: none)."""
+        states = self.states
+        gs = states[level]
+        if gs is not None:
+            return gs.term
+        best = -1
+        for lvl in range(level):
+            low = states[lvl]
+            if low is None:
+                continue
+            gap = level - lvl
+            if gap == 1:
+                term = low.up_term
+            else:
+                above = low.above
+                term = above[gap - 2] if gap - 2 < len(above) else -1
+            if term > best:
+                best = term
+        return best
+
+    def _up_of(self, gs: GroupState) -> tuple[int, int, tuple[int, ...]]:
+        """What an ack in ``gs`` tells of the groups above: the parent's leader and term, and
+        the terms of the groups above the parent, as far as this node knows them. A member
+        that goes on to lead joins each group above with the term it was told (``_join``):
+        before, it knew only its parent group's, and in the nemesis campaign a node that took
+        over a tier-1 group and then its tier-2 slot, whose previous holders had all left,
+        elected with a term 42 s of wall clock below the last one."""
         lvl = gs.level + 1
-        if lvl < len(self.states):
-            up = self.states[lvl]
-            if up is not None:
-                return up.leader, up.term
-        return -1, 0
+        states = self.states
+        if lvl >= len(states):
+            return -1, 0, ()
+        parent = states[lvl]
+        up = parent.leader if parent is not None else -1
+        up_term = max(self._known_term(lvl), 0)
+        above = tuple(self._known_term(k) for k in range(lvl + 1, len(states)))
+        return up, up_term, above
 
     def _ack(self, now: int, gs: GroupState, flags: int) -> Ack:
         left = 0
@@ -506,10 +539,10 @@ class NodeState:
             left = gs.lease_until - now
             if self._primary(now):
                 flags |= FLAG_PRIMARY
-        up, up_term = self._up_of(gs)
+        up, up_term, above = self._up_of(gs)
         return new_ack(
             gs.gi, gs.term, self.inc, now, gs.view_id, flags, left, up, up_term, self.dcount,
-            self.dhash,
+            self.dhash, above,
         )  # fmt: skip
 
     def _ping(self, gs: GroupState) -> Ping:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from hierclust.core.messages import LeaderHint, PreVote, RequestVote, VoteResp
-from hierclust.core.types import Received, Send
-from tests.core.link import MS, three_slot_root
+from hierclust.core.types import Received, Send, WallClock
+from tests.core.link import MS, Link, three_slot_root, topo
 
 S = 1_000 * MS
 
@@ -68,3 +68,49 @@ def test_a_new_slot_holder_learns_a_later_term_from_a_voter_and_stands_above_it(
     assert len(leaders) == 1 and link.nodes[leaders[0]].term(root) > later, [
         (r, link.nodes[r].term(root)) for r in link.nodes
     ]
+
+
+def test_a_node_that_leads_two_tiers_anew_stands_above_the_terms_its_leaders_told_it_of() -> None:
+    # in the nemesis campaign (run of 40973c2, seed 1): a node took over its leaf group and
+    # tier-1 group (england) from a leader who also held england's slot in uk, then joined uk,
+    # whose other holder was new too: nobody it could ask knew uk's term, and its wall clock
+    # was 42 s behind the last term's, so uk's fencing tokens went down. Acks now tell of the
+    # highest term above the leaves that the leader knows, not only the parent group's.
+    link = Link(topo(27, 3))
+    link.start_all()
+    link.run_for(5 * S)
+    root = link.topology.root.index
+    (boss,) = link.leaders(root)
+    holder = next(h for h in link.nodes[boss].slot_holders(root) if h not in (boss, -1))
+    leaf = link.topology.leaf_of(holder)
+    heir = min(r for r in link.topology.members(leaf) if r != holder)
+    assert len(link.nodes[holder].groups()) == 3, "the holder leads its leaf and tier-1 groups"
+    last = link.nodes[holder].term(root)
+    link.deliver(heir, WallClock(-3_600 * S))  # its wall clock an hour behind
+    link.run_for(1 * S)  # its leader's acks arrive
+
+    tier1 = link.nodes[holder].groups()[1]
+
+    # from now on nothing of the root group reaches the heir, or leaves it, and only the heir
+    # stands in the tier-1 group
+    def no_root(src: int, dst: int, msg: Any) -> bool:
+        group = getattr(msg, "group", None)
+        if group == tier1 and src != heir and isinstance(msg, (PreVote, RequestVote)):
+            return True
+        return group == root and heir in (src, dst)
+
+    link.drop_if = no_root
+    link.crash(holder)
+    t = link.now
+    while root not in link.nodes[heir].groups():
+        link.run_for(50 * MS)
+        assert link.now < t + 20 * S, "the heir never took the root slot"
+    assert link.nodes[heir].term(root) >= last
+    link.run_for(5 * S)
+    asked = [
+        r.event.msg.term
+        for r in link.effects
+        if r.rank == heir and r.at >= t and isinstance(r.event, Send)
+        and isinstance(r.event.msg, PreVote) and r.event.msg.group == root
+    ]  # fmt: skip
+    assert asked and min(asked) > last, (last, asked)
