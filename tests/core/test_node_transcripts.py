@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -35,6 +36,21 @@ def cluster9(seed: int = 1) -> Link:
     link.start_all()
     link.run_until(3000 * MS)
     return link
+
+
+def lose_first(link: Link, matches: Callable[[int, int, Any], bool]) -> list[int]:
+    """From now on the first datagram that ``matches`` (src, dst, msg) is lost; the list
+    returned gets the instant it was lost at."""
+    dropped: list[int] = []
+
+    def drop(src: int, dst: int, msg: Any) -> bool:
+        if not dropped and matches(src, dst, msg):
+            dropped.append(link.now)
+            return True
+        return False
+
+    link.drop_if = drop
+    return dropped
 
 
 def learned(link: Link, since: int) -> list[tuple[int, int, Any, Any]]:
@@ -232,15 +248,7 @@ def test_a_voter_whose_vote_was_lost_is_asked_again_within_the_round(lost: type)
     link.start_all()
     link.run_for(3000 * MS)
     assert link.leaders(0) == [0]
-    dropped: list[int] = []
-
-    def drop_first(src: int, dst: int, msg: Any) -> bool:
-        if {src, dst} == {1, 3} and type(msg) is lost and not dropped:
-            dropped.append(link.now)
-            return True
-        return False
-
-    link.drop_if = drop_first
+    dropped = lose_first(link, lambda src, dst, msg: {src, dst} == {1, 3} and type(msg) is lost)
     kill = link.now
     link.crash(0)
     link.run_for(3000 * MS)
@@ -351,15 +359,7 @@ def test_restart_rejoins_with_a_higher_incarnation_and_an_alive_notice(with_stat
 # -- loss and repair -----------------------------------------------------------------------------
 def test_a_lost_notice_is_retransmitted() -> None:
     link = cluster9()
-    dropped: list[int] = []
-
-    def drop(src: int, dst: int, msg: object) -> bool:
-        if dst == 7 and isinstance(msg, Notices) and not dropped:
-            dropped.append(msg.seq)
-            return True
-        return False
-
-    link.drop_if = drop
+    dropped = lose_first(link, lambda src, dst, msg: dst == 7 and isinstance(msg, Notices))
     kill = link.now
     link.crash(4)
     link.run_for(3000 * MS)

@@ -60,6 +60,18 @@ def only_pulls_reach(link: Link) -> None:
     )
 
 
+def only_pulls_push(link: Link, extras: tuple[Notice, ...]) -> None:
+    """From now on the leader's ``extras`` stay its own (every Notices datagram holding one is
+    lost), and the member's notices reach the leader only along with its pulls (``seq`` 0)."""
+
+    def drop(src: int, dst: int, msg: Any) -> bool:
+        if isinstance(msg, Notices) and any(n in extras for n in msg.notices):
+            return True
+        return src == MEMBER and dst == LEADER and isinstance(msg, Notices) and msg.seq > 0
+
+    link.drop_if = drop
+
+
 def pulls(link: Link, since: int) -> list[int]:
     return [
         r.at
@@ -167,14 +179,7 @@ def test_a_member_pushes_its_newest_notices_to_a_leader_holding_more() -> None:
     # A pull now carries the puller's newest notices along.
     link = settled()
     extras = (stale(2), stale(4))
-
-    def drop(src: int, dst: int, msg: Any) -> bool:
-        # the leader's extras stay its own; the member's new notice reaches it only by a pull
-        if isinstance(msg, Notices) and any(n in extras for n in msg.notices):
-            return True
-        return src == MEMBER and dst == LEADER and isinstance(msg, Notices) and msg.seq > 0
-
-    link.drop_if = drop
+    only_pulls_push(link, extras)
     link.deliver(LEADER, Received(1, Notices(0, 0, extras)))
     news = stale(1)
     link.deliver(MEMBER, Received(2, Notices(0, 0, (news,))))
@@ -195,14 +200,7 @@ def test_a_new_notice_about_a_node_heard_of_long_ago_is_among_the_newest_pushed(
     assert link.leaders(0) == [LEADER]
     extras = tuple(Alive(x, 0) for x in range(2, 25)) + (stale(2), stale(4))
     news = stale(1)
-
-    def drop(src: int, dst: int, msg: Any) -> bool:
-        # the leader's extras stay its own; the member's notices reach it only by its pulls
-        if isinstance(msg, Notices) and any(n in extras for n in msg.notices):
-            return True
-        return src == MEMBER and dst == LEADER and isinstance(msg, Notices) and msg.seq > 0
-
-    link.drop_if = drop
+    only_pulls_push(link, extras)
     link.deliver(LEADER, Received(1, Notices(0, 0, extras)))
     link.deliver(MEMBER, Received(2, Notices(0, 0, (Alive(1, 0),))))  # heard of long ago
     others = tuple(stale(x) for x in range(5, 25))
