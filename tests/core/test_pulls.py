@@ -210,3 +210,23 @@ def test_a_new_notice_about_a_node_heard_of_long_ago_is_among_the_newest_pushed(
     assert link.nodes[LEADER].digest()[0] > link.nodes[MEMBER].digest()[0]
     link.run_for(2 * S)
     assert link.nodes[LEADER].has_notice(news), "the member's new notice never reached its leader"
+
+
+def test_the_push_holds_the_last_notice_of_each_node_heard_of_lately() -> None:
+    # in the nemesis campaign a host crash killed nine nodes at once; the new leader of the
+    # first one's leaf group pushed its newest notices whole node by whole node, and the older
+    # notices of the other eight filled the push: the first failure reached two sites 51-76 s
+    # late. The last notice of each node heard of lately comes first now.
+    link = Link(topo(25, 5))
+    link.start_all()
+    link.run_for(3 * S)
+    extras = tuple(Failure(x, 0, 0, LEADER, 2) for x in range(2, 25))
+    only_pulls_push(link, extras)
+    link.deliver(LEADER, Received(1, Notices(0, 0, extras)))
+    link.deliver(MEMBER, Received(2, Notices(0, 0, tuple(Alive(x, 0) for x in range(5, 15)))))
+    news = stale(1)
+    link.deliver(MEMBER, Received(2, Notices(0, 0, (news,))))
+    link.deliver(MEMBER, Received(2, Notices(0, 0, tuple(stale(x) for x in range(5, 15)))))
+    assert link.nodes[LEADER].digest()[0] > link.nodes[MEMBER].digest()[0]
+    link.run_for(2 * S)
+    assert link.nodes[LEADER].has_notice(news), "the member's new notice never reached its leader"
