@@ -58,7 +58,7 @@ from hierclust.core.state import (
     hear_term,
     lease_urgency,
 )
-from hierclust.core.timeouts import backoff, stretched
+from hierclust.core.timeouts import Timing, backoff, stretched
 from hierclust.core.types import (
     ACTIVE,
     CancelTimer,
@@ -95,7 +95,7 @@ class Elections(NodeState):
             pos -= 1  # the dead leader's slot does not count in the rank order
         if self.mode != ACTIVE:
             pos += gs.size  # in maintenance or drained: after every active member
-        jitter = self.rng.randrange(tm.jitter + 1) if tm.jitter > 0 else 0
+        jitter = self._jitter(tm)
         gs.cand_armed = True
         # one rank step spans the whole jitter window, so a lower rank always stands first
         step = tm.rank_delay + tm.jitter
@@ -112,7 +112,7 @@ class Elections(NodeState):
         if gs.role == LEADER:
             return
         tm = gs.tm
-        if gs.role == CANDIDATE and now < gs.cand_start + stretched(tm.election // 2, self.health):
+        if gs.role == CANDIDATE and now < gs.cand_start + self._round_ns(tm):
             self._ask_again(now, gs, out)
             return
         if gs.role != FOLLOWER:
@@ -149,7 +149,7 @@ class Elections(NodeState):
         gs.cand_armed = True
         # the round's answers wait in our own loop's backlog too when it lags (a voter that
         # missed this request is not asked again: the next rank stands soon anyway)
-        out.append(SetTimer(gs.key_cand, now + stretched(tm.election // 2, self.health)))
+        out.append(SetTimer(gs.key_cand, now + self._round_ns(tm)))
         self._check_prevote(now, gs, out)
 
     def _ask_again(self, now: int, gs: GroupState, out: list[Effect]) -> None:
@@ -159,15 +159,22 @@ class Elections(NodeState):
         request or answer cost the whole term: a leaf group of four that loses its leader needs
         all three survivors, and at 20 % loss such a group often had no leader 10 s later."""
         tm = gs.tm
-        round_ns = stretched(tm.election // 2, self.health)
         vote = RequestVote(gs.gi, gs.term, gs.myslot)
         for dst in self._voters(gs, gs.grants):
             out.append(Send(dst, vote))
         if gs.tie_asked and not gs.tie_granted:
             have = gs.grants.bit_count()
             out.append(Send(witness_id(gs.gi), TieVote(gs.gi, gs.term, have, False)))
-        jitter = self.rng.randrange(tm.jitter + 1) if tm.jitter > 0 else 0
-        out.append(SetTimer(gs.key_cand, gs.cand_start + round_ns + jitter))
+        out.append(SetTimer(gs.key_cand, gs.cand_start + self._round_ns(tm) + self._jitter(tm)))
+
+    def _round_ns(self, tm: Timing) -> int:
+        """How long a (pre-)vote round lasts: half the election timeout, stretched while our
+        own loop lags (the round's answers wait in its backlog too)."""
+        return stretched(tm.election // 2, self.health)
+
+    def _jitter(self, tm: Timing) -> int:
+        """A random wait within the jitter window (rivals of the same rank spread apart)."""
+        return self.rng.randrange(tm.jitter + 1) if tm.jitter > 0 else 0
 
     def _next_term(self, now: int, gs: GroupState) -> int:
         """Leaf groups count terms (their voters never change and persist their votes). Above

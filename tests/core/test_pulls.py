@@ -25,8 +25,8 @@ S = 1_000 * MS
 LEADER, MEMBER = 0, 3
 
 
-def settled() -> Link:
-    link = Link(topo(5, 5))
+def settled(nodes: int = 5) -> Link:
+    link = Link(topo(nodes, 5))
     link.start_all()
     link.run_for(3 * S)
     assert link.leaders(0) == [LEADER]
@@ -70,6 +70,14 @@ def only_pulls_push(link: Link, extras: tuple[Notice, ...]) -> None:
         return src == MEMBER and dst == LEADER and isinstance(msg, Notices) and msg.seq > 0
 
     link.drop_if = drop
+
+
+def assert_pushed(link: Link, news: Notice) -> None:
+    """The leader holds more notices than the member, yet within two seconds it holds the
+    member's ``news`` too (which reaches it only along with the member's pulls)."""
+    assert link.nodes[LEADER].digest()[0] > link.nodes[MEMBER].digest()[0]
+    link.run_for(2 * S)
+    assert link.nodes[LEADER].has_notice(news), "the member's notice never reached its leader"
 
 
 def pulls(link: Link, since: int) -> list[int]:
@@ -183,9 +191,7 @@ def test_a_member_pushes_its_newest_notices_to_a_leader_holding_more() -> None:
     link.deliver(LEADER, Received(1, Notices(0, 0, extras)))
     news = stale(1)
     link.deliver(MEMBER, Received(2, Notices(0, 0, (news,))))
-    assert link.nodes[LEADER].digest()[0] > link.nodes[MEMBER].digest()[0]
-    link.run_for(2 * S)
-    assert link.nodes[LEADER].has_notice(news), "the member's notice never reached its leader"
+    assert_pushed(link, news)
 
 
 def test_a_new_notice_about_a_node_heard_of_long_ago_is_among_the_newest_pushed() -> None:
@@ -194,10 +200,7 @@ def test_a_new_notice_about_a_node_heard_of_long_ago_is_among_the_newest_pushed(
     # the new failure notices took the place of those nodes in the learning order, among the
     # oldest, and pushes (the newest notices only) left them out: two sites heard of the three
     # kills 76-91 s late. A node heard of anew now counts as heard of last.
-    link = Link(topo(25, 5))
-    link.start_all()
-    link.run_for(3 * S)
-    assert link.leaders(0) == [LEADER]
+    link = settled(25)
     extras = tuple(Alive(x, 0) for x in range(2, 25)) + (stale(2), stale(4))
     news = stale(1)
     only_pulls_push(link, extras)
@@ -207,9 +210,7 @@ def test_a_new_notice_about_a_node_heard_of_long_ago_is_among_the_newest_pushed(
     assert len(others) > MAX_NOTICES_PER_MESSAGE
     link.deliver(MEMBER, Received(2, Notices(0, 0, others)))
     link.deliver(MEMBER, Received(2, Notices(0, 0, (news,))))
-    assert link.nodes[LEADER].digest()[0] > link.nodes[MEMBER].digest()[0]
-    link.run_for(2 * S)
-    assert link.nodes[LEADER].has_notice(news), "the member's new notice never reached its leader"
+    assert_pushed(link, news)
 
 
 def test_the_push_holds_the_last_notice_of_each_node_heard_of_lately() -> None:
@@ -217,9 +218,7 @@ def test_the_push_holds_the_last_notice_of_each_node_heard_of_lately() -> None:
     # first one's leaf group pushed its newest notices whole node by whole node, and the older
     # notices of the other eight filled the push: the first failure reached two sites 51-76 s
     # late. The last notice of each node heard of lately comes first now.
-    link = Link(topo(25, 5))
-    link.start_all()
-    link.run_for(3 * S)
+    link = settled(25)
     extras = tuple(Failure(x, 0, 0, LEADER, 2) for x in range(2, 25))
     only_pulls_push(link, extras)
     link.deliver(LEADER, Received(1, Notices(0, 0, extras)))
@@ -227,6 +226,4 @@ def test_the_push_holds_the_last_notice_of_each_node_heard_of_lately() -> None:
     news = stale(1)
     link.deliver(MEMBER, Received(2, Notices(0, 0, (news,))))
     link.deliver(MEMBER, Received(2, Notices(0, 0, tuple(stale(x) for x in range(5, 15)))))
-    assert link.nodes[LEADER].digest()[0] > link.nodes[MEMBER].digest()[0]
-    link.run_for(2 * S)
-    assert link.nodes[LEADER].has_notice(news), "the member's new notice never reached its leader"
+    assert_pushed(link, news)
