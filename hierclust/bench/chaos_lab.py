@@ -397,8 +397,12 @@ class Campaign:
             rule = f"ether type ip numgen random mod 1000 < {p['percent'] * 10} drop"
             nft = ["ip", "netns", "exec", lab.lab.bridge_ns, "nft"]
             run(*nft, f"add rule bridge hclab loss {rule}")
+            if p.get("delay_ms"):
+                lab.lab.delay(p["delay_ms"], p["jitter_ms"], seed=lab.seed * 1000 + fault.index)
             self.sleep(fault.duration_s)
             run(*nft, "flush chain bridge hclab loss")
+            if p.get("delay_ms"):
+                record["held"] = lab.lab.undelay()
         elif fault.kind == "kill-leader":
             group = topo.group(p["group"])
             victim = lab.leader_of(group.index)

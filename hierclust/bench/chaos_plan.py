@@ -42,6 +42,10 @@ KINDS = (
 )
 """Every fault the nemesis draws from, each with equal weight."""
 
+DELAYS_MS = (10, 40, 100)
+"""One-way delays a ``loss`` fault holds the frames it lets through for (plus up to a quarter
+more, uniform): a rack's switch, a site's link, an overloaded WAN."""
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -181,6 +185,8 @@ class Fault:
             what = f"drop frames from hosts {p['side']} to the others"
         elif kind == "loss":
             what = f"drop {p['percent']} % of frames on the bridge"
+            if p.get("delay_ms"):
+                what += f", hold the rest {p['delay_ms']} ms (+ up to {p['jitter_ms']} ms)"
         elif kind == "kill-leader":
             what = f"kill the leader of tier-{p['tier']} group {p['group']}, restart it"
         elif kind == "crash-host":
@@ -254,6 +260,10 @@ def plan(
             params = {"side": side, "other": [h for h in range(lay.hosts) if h not in side]}
         elif kind == "loss":
             params = {"percent": rng.choice((2, 5, 10, 20))}
+            # the delay comes from a stream of its own: adding it left every other fault of a
+            # seed's schedule as it was, so runs before and after compare fault by fault
+            hold = random.Random(f"delay:{seed}:{len(faults) + 1}").choice(DELAYS_MS)
+            params.update(delay_ms=hold, jitter_ms=hold // 4)
         elif kind == "kill-leader":
             tier = rng.choice(tiers)
             names = sorted(g.name for g in groups if g.tier == tier)

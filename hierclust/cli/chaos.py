@@ -78,7 +78,7 @@ def chaos(
     """
     from hierclust.bench.chaos_lab import campaign
     from hierclust.bench.chaos_plan import LayoutError, layout
-    from hierclust.runtime.netns import NetnsError, unavailable
+    from hierclust.runtime.netns import NetnsError, delay_unavailable, unavailable
 
     if not 0 < minutes <= 24 * 60:
         fail(f"--minutes {minutes:g}: expected more than 0 and at most 1440", as_json)
@@ -86,7 +86,7 @@ def chaos(
         lay = layout(sites, nodes_per_site, hosts_per_site)
     except LayoutError as exc:
         fail(str(exc), as_json)
-    why = unavailable()
+    why = unavailable() or delay_unavailable()  # (loss faults hold frames too)
     if why is not None:
         fail(f"the chaos lab cannot run here: {why}", as_json)
     if out_path is not None:

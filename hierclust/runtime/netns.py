@@ -28,12 +28,20 @@ pairs are created inside the bridge namespace. :meth:`NetnsLab.teardown` deletes
 it created; kill the processes running inside them first (:meth:`NetnsLab.teardown` only reports
 them, it does not kill anything it did not start). Time namespaces need no teardown: each goes
 away with its last process.
+
+**Delay.** This kernel has no ``netem``, and nft's ``queue`` statement is missing too, so
+:meth:`NetnsLab.delay` turns on ``bridge-nf-call-iptables`` in the bridge namespace, sends every
+bridged IPv4 frame to netfilter queue 0 (``iptables-legacy ... -j NFQUEUE --queue-bypass``) and
+starts :mod:`hierclust.runtime.delayq` there, which holds each frame for the delay plus jitter;
+:meth:`NetnsLab.undelay` removes the rule and lets every frame still held go.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import select
 import shlex
 import shutil
 import subprocess
@@ -84,6 +92,25 @@ def unavailable() -> str | None:
     return None
 
 
+BRIDGE_NF_IPTABLES = "net.bridge.bridge-nf-call-iptables"
+NFQUEUE_RULE = (
+    "FORWARD -m physdev --physdev-is-bridged -j NFQUEUE --queue-num 0 --queue-bypass".split()
+)
+
+
+def delay_unavailable() -> str | None:
+    """Why :meth:`NetnsLab.delay` cannot run here (None when it can)."""
+    if shutil.which("iptables-legacy") is None:
+        return "`iptables-legacy` not found; install iptables (apt-get install -y iptables)"
+    try:
+        import fnfqueue  # noqa: F401
+    except ImportError:
+        return "the Python package fnfqueue is missing (pip install fnfqueue)"
+    if not os.path.exists("/proc/sys/net/bridge"):
+        return "no br_netfilter in this kernel (/proc/sys/net/bridge missing)"
+    return None
+
+
 def clock_prefix(offset_s: int) -> list[str]:
     """Start a command with its monotonic and boot clocks ``offset_s`` seconds ahead."""
     offset = str(offset_s)
@@ -121,6 +148,7 @@ class NetnsLab:
         self.host_ns = [f"{prefix}-{subnet}.{i}" for i in range(1, hosts + 1)]
         self.offsets_s = tuple(offsets_s)
         self.created: list[str] = []
+        self.holder: subprocess.Popen[str] | None = None  # the delay queue, while a delay is on
 
     def address(self, host: int) -> str:
         """The IPv4 address of host ``host`` (0-based)."""
@@ -250,6 +278,8 @@ class NetnsLab:
     def teardown(self) -> dict[str, list[int]]:
         """Delete every namespace created (veths and the bridge go with them). Returns the
         processes that were still running inside (they lose their network, nothing else)."""
+        if self.holder is not None:
+            self.undelay()
         left = self.processes()
         for ns in reversed(self.created):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
@@ -280,6 +310,66 @@ class NetnsLab:
 
     def _nft(self, command: str) -> None:
         run("ip", "netns", "exec", self.bridge_ns, "nft", command)
+
+    # -- delay ----------------------------------------------------------------------------------
+    def delay(self, delay_ms: float, jitter_ms: float = 0.0, seed: int = 0) -> None:
+        """Hold every IPv4 frame between hosts for ``delay_ms`` plus up to ``jitter_ms`` (uniform;
+        frames may overtake each other by the jitter), until :meth:`undelay`."""
+        if self.holder is not None:
+            raise NetnsError("a delay is on already: undelay() first")
+        why = delay_unavailable()
+        if why is not None:
+            raise NetnsError(why)
+        br = self.bridge_ns
+        argv = [sys.executable, "-m", "hierclust.runtime.delayq", "--delay-ms", str(delay_ms)]
+        argv += ["--jitter-ms", str(jitter_ms), "--seed", str(seed)]
+        holder = subprocess.Popen(
+            ["ip", "netns", "exec", br, *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout is not None
+        ready, _, _ = select.select([holder.stdout], [], [], 20.0)
+        line = holder.stdout.readline().strip() if ready else ""
+        if line != "ready":
+            holder.kill()
+            _, err = holder.communicate(timeout=10)
+            raise NetnsError(f"the delay queue did not start: {err.strip() or line or 'timeout'}")
+        self.holder = holder
+        run("ip", "netns", "exec", br, "sysctl", "-q", "-w", f"{BRIDGE_NF_IPTABLES}=1")
+        run("ip", "netns", "exec", br, "iptables-legacy", "-w", "-A", *NFQUEUE_RULE)
+
+    def undelay(self) -> dict[str, Any]:
+        """End the delay: frames pass unheld again, and every frame still held goes at once.
+        Returns what the holder did: ``packets`` held, ``mean_hold_ms``, ``max_hold_ms``."""
+        holder = self.holder
+        if holder is None:
+            return {}
+        self.holder = None
+        br = self.bridge_ns
+        subprocess.run(
+            ["ip", "netns", "exec", br, "iptables-legacy", "-w", "-D", *NFQUEUE_RULE],
+            capture_output=True,
+            timeout=20,
+        )
+        subprocess.run(
+            ["ip", "netns", "exec", br, "sysctl", "-q", "-w", f"{BRIDGE_NF_IPTABLES}=0"],
+            capture_output=True,
+            timeout=10,
+        )
+        holder.terminate()
+        try:
+            out, _ = holder.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            out, _ = holder.communicate(timeout=10)
+        lines = out.strip().splitlines()
+        try:
+            summary: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+        except json.JSONDecodeError:
+            summary = {}
+        return summary
 
 
 def main(argv: Sequence[str] | None = None) -> None:

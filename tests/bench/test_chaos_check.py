@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from hierclust.bench.chaos_check import History, Model, check
-from hierclust.bench.chaos_plan import KINDS, GroupInfo, layout, plan
+from hierclust.bench.chaos_plan import DELAYS_MS, KINDS, GroupInfo, layout, plan
 
 MS = 1_000_000
 MODEL = Model(
@@ -229,6 +229,9 @@ def test_the_schedule_is_seeded_bounded_and_keeps_its_assumptions() -> None:
             stepped_back.add(f.params["host"])
         if f.kind == "crash-host" and f.params["wipe"]:
             assert f.params["host"] not in stepped_back
+        if f.kind == "loss":
+            assert f.params["delay_ms"] in DELAYS_MS, "frames let through are held too"
+            assert f.params["jitter_ms"] == f.params["delay_ms"] // 4
         if f.kind == "cut-minority":
             assert 2 * len(f.params["side"]) < lay.node_hosts
         if f.kind == "cut-majority":
