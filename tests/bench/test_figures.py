@@ -46,3 +46,15 @@ def test_every_figure_command_parses(figure: object, tmp_path: Path) -> None:
     with command.make_context(argv[0], list(args), resilient_parsing=False) as ctx:
         # parsed: an unknown option or a bad value raised; nothing may be left over
         assert ctx.params and not getattr(ctx, "protected_args", []) and not ctx.args, argv
+
+
+def test_every_benchmark_folder_with_json_has_a_figure() -> None:
+    """`make bench` can take every committed JSON document again: each folder of
+    docs/benchmarks/ that holds one is a figure's name."""
+    docs = REPO / "docs" / "benchmarks"
+    folders = {path.relative_to(docs).parts[0] for path in docs.rglob("*.json")}
+    names = {figure.name for figure in FIGURES}
+    assert not folders - names, sorted(folders - names)
+    for figure in FIGURES:
+        home = REPO / (figure.home or f"docs/benchmarks/{figure.name}")
+        assert home.is_dir(), home
