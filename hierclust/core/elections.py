@@ -293,6 +293,13 @@ class Elections(NodeState):
             self._check_prevote(now, gs, out)
         elif msg.leader >= 0 and msg.leader != self.rank and msg.leader_term >= gs.term:
             self._adopt_hint(now, gs, msg.leader, msg.leader_term, out)
+        elif msg.leader_term > msg.term:
+            # the voter knows a term above the one we stand in (our wall clock lags, or we
+            # missed elections): take it (abstaining in it) and stand above it in the next round;
+            # without it we waited for our wall clock to catch up. (An equal term is not taken:
+            # the voter voted in it, but the others may still grant our round.)
+            self._adopt_term(now, gs, msg.leader_term, out)
+            self._persist(gs, out)
 
     def _adopt_hint(
         self, now: int, gs: GroupState, leader: int, term: int, out: list[Effect]

@@ -114,3 +114,38 @@ def test_a_node_that_leads_two_tiers_anew_stands_above_the_terms_its_leaders_tol
         and isinstance(r.event.msg, PreVote) and r.event.msg.group == root
     ]  # fmt: skip
     assert asked and min(asked) > last, (last, asked)
+
+
+def test_a_candidate_refused_a_pre_vote_by_a_voter_with_a_later_term_stands_above_it() -> None:
+    # a holder whose wall clock lags stands in terms below the group's last one; a voter that
+    # knows that term refuses its pre-votes, and the candidate used to take the voter's term
+    # only along with a leader's name: while that voter was needed for a majority and sent no
+    # hint, nobody won until the candidate's wall clock caught up. A refusal now hands the
+    # candidate the voter's term, and it stands above it in its next round.
+    link, root, leader, (voter, other) = three_slot_root()
+
+    # the voter cannot stand itself and tells nobody of its term unasked (its requests and
+    # hints are lost: only its answers arrive), the slot of the leader's group stays empty,
+    # and no vote reaches the root group for now
+    def voter_mute(src: int, dst: int, msg: Any) -> bool:
+        mute = (PreVote, RequestVote, LeaderHint)
+        return src == voter and isinstance(msg, mute) and msg.group == root
+
+    def no_root_votes(src: int, dst: int, msg: Any) -> bool:
+        return isinstance(msg, (PreVote, RequestVote, VoteResp)) and msg.group == root
+
+    link.drop_if = no_root_votes
+    for rank in link.topology.members(link.topology.leaf_of(leader)):
+        link.crash(rank)  # the leader's whole leaf group: its slot stays empty
+    link.run_for(3 * S)
+    # the voter alone knows a term a day above the other's wall clock (granted to a
+    # candidate that went away)
+    later = link.nodes[voter].term(root) + 86_400_000
+    slot = link.nodes[other].states[1].myslot  # type: ignore[union-attr]
+    link.deliver(voter, Received(leader, RequestVote(root, later, (slot + 1) % 3)))
+    assert link.nodes[voter].term(root) == later > link.nodes[other].term(root)
+
+    link.drop_if = voter_mute
+    link.run_for(5 * S)
+    assert link.leaders(root) == [other], "the other holder never won the root group"
+    assert link.nodes[other].term(root) > later
