@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from hierclust.core.messages import TieRenew, TieRenewAck, TieVote, TieVoteResp
+from hierclust.core.messages import TieRelease, TieRenew, TieRenewAck, TieVote, TieVoteResp
 from hierclust.core.timeouts import MS
 from hierclust.core.types import Effect, Input, Received, Send
 
@@ -69,6 +69,13 @@ def lease_request(
     earlier reads in ``watch``. Returns the record to write (``record`` itself when nothing
     changes) and the answer, which must not be acted on before that record is durable; no answer
     for a message that is not a lease request."""
+    if isinstance(msg, TieRelease):
+        # the holder handed its group over (its lease given up first): the record names nobody
+        if msg.term == record.term and src == record.holder:
+            written = LeaseRecord(record.term, -1, record.renewals + 1)
+            watch.look(now, written)
+            return written, None
+        return record, None
     if not isinstance(msg, (TieVote, TieRenew)):
         return record, None
     still_ns = watch.look(now, record)

@@ -38,6 +38,7 @@ from hierclust.core.messages import (
     PreVoteResp,
     RequestVote,
     SlotHandover,
+    TieRelease,
     TieVote,
     TieVoteResp,
     VoteResp,
@@ -513,6 +514,11 @@ class Elections(NodeState):
             msg = Handoff(gs.gi, term, successor)
             for dst in members:
                 out.append(Send(dst, msg))
+            if gs.tie != TIE_NONE:
+                # the tie-breaker holds its vote for us for a while: the successor, who may need
+                # it, would stand in vain, and we (maintenance or not) win again and hand over
+                # again (fuzz seed 26507: a 3-node group with one node dead, for 10 s)
+                out.append(Send(witness_id(gs.gi), TieRelease(gs.gi, term)))
             handed = True
         return handed
 

@@ -100,18 +100,29 @@ class Heartbeats(NodeState):
         """One Ack to every member; each answers with a Ping echoing its stamp."""
         gs.bcast = now
         ack = self._ack(now, gs, 0)
+        # the members whose echoes hold the lease get all of it, the others what their own
+        # echo holds (``_promise``): an ack of their own
+        base = gs.lease_until - gs.tm.lease
+        echo = gs.echo
+        me = self.rank
+        status = gs.status
         if gs.leaf:
             # _members() inline, without building its list: once per heartbeat per leaf group
-            me = self.rank
-            status = gs.status
             dst = gs.first
             for s in range(gs.size):
                 if status[s] != FAILED and dst != me:
-                    out.append(new_send(dst, ack))
+                    if echo[s] >= base:
+                        out.append(new_send(dst, ack))
+                    else:
+                        out.append(new_send(dst, self._ack(now, gs, 0, self._promise(gs, s))))
                 dst += 1
             return
-        for dst in self._members(gs):
-            out.append(Send(dst, ack))
+        for s, dst in enumerate(gs.holders):
+            if dst >= 0 and dst != me and status[s] in (ALIVE, SUSPECT, PENDING):
+                if echo[s] >= base:
+                    out.append(Send(dst, ack))
+                else:
+                    out.append(Send(dst, self._ack(now, gs, 0, self._promise(gs, s))))
 
     def _regained(self, now: int, gs: GroupState, out: list[Effect]) -> None:
         """Our lease is back after a lapse for our own lag: every member we still count alive
@@ -136,11 +147,11 @@ class Heartbeats(NodeState):
             left = gs.lease_until - now
             if left <= lease_urgency(gs):
                 base = gs.lease_until - gs.tm.lease
-                ack = self._ack(now, gs, FLAG_ECHO_NOW)
                 for s in range(gs.size):
                     if s != gs.myslot and gs.echo[s] <= base and gs.status[s] != FAILED:
                         dst = gs.first + s if gs.leaf else gs.holders[s]
                         if dst >= 0:
+                            ack = self._ack(now, gs, FLAG_ECHO_NOW, self._promise(gs, s))
                             out.append(Send(dst, ack))
                 # one more chance halfway to the end, then the verdict at the end itself
                 half = lease_urgency(gs) // 2
@@ -224,10 +235,14 @@ class Heartbeats(NodeState):
             self._take_slot(now, gs, s, src, out)
             fresh = True
         gs.last[s] = now
+        revived = False
         if term == gs.term and echo > gs.echo[s]:
             old = gs.echo[s]
             gs.echo[s] = echo
             tm = gs.tm
+            # its first echo in this term, or the first since its echoes stopped holding the
+            # lease: our acks have promised it none (``_promise``); answer now with the lease
+            revived = old + tm.lease <= now < echo + tm.lease
             # how late this member answers (both ends of it on our clock), and how long a gap
             # a lost ack or echo left before this one: a decaying maximum, so one slow or lost
             # answer widens its early-probe wait for a few seconds (early probes are for
@@ -306,10 +321,11 @@ class Heartbeats(NodeState):
             # next tick reaches this member anyway. Answering would make every late echo cost
             # another round trip, and the traffic grow with the lag that it causes
             stale = False
-        if flags or fresh or term != gs.term or stale:
-            # not the answer to our latest heartbeat (a member finding us, or news for it):
-            # answer it; an answer to a heartbeat needs none (that would never end)
-            out.append(Send(src, self._ack(now, gs, flags)))
+        if flags or fresh or term != gs.term or stale or revived:
+            # not the answer to our latest heartbeat (a member finding us, or news for it), or a
+            # member heard again: answer it; an answer to a heartbeat needs none (that would
+            # never end)
+            out.append(Send(src, self._ack(now, gs, flags, self._promise(gs, s))))
         count = msg.digest_count
         if count > self.dcount or (count == self.dcount and msg.digest_hash != self.dhash):
             # the member knows more, or as much but different (e.g. a newer admin notice that

@@ -263,6 +263,16 @@ class TieRenew:
 
 
 @dataclass(frozen=True, slots=True)
+class TieRelease:
+    """Leader -> tie-breaker: we handed the group over and gave up our lease of ``term``; hold
+    it for us no more (the successor needs the tie-breaker's vote now, not a hold later)."""
+
+    KIND: ClassVar[str] = "tie-release"
+    group: int
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
 class TieRenewAck:
     KIND: ClassVar[str] = "tie-renew-ack"
     group: int
@@ -294,6 +304,7 @@ Message = (
     | TieVoteResp
     | TieRenew
     | TieRenewAck
+    | TieRelease
 )
 
 MESSAGE_TYPES: tuple[type, ...] = (
@@ -319,6 +330,7 @@ MESSAGE_TYPES: tuple[type, ...] = (
     TieVoteResp,
     TieRenew,
     TieRenewAck,
+    TieRelease,
 )
 
 BY_KIND: dict[str, type] = {t.KIND: t for t in MESSAGE_TYPES}  # type: ignore[attr-defined]

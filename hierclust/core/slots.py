@@ -27,6 +27,7 @@ from hierclust.core.state import (
     EMPTY,
     FOLLOWER,
     LEADER,
+    NEVER,
     PENDING,
     GroupState,
     NodeState,
@@ -121,7 +122,7 @@ class Slots(NodeState):
             else:
                 gs.status[s] = ALIVE
                 gs.last[s] = now
-            out.append(Send(src, self._ack(now, gs, 0)))
+            out.append(Send(src, self._ack(now, gs, 0, self._promise(gs, s))))
             return
         if s != gs.myslot:
             gs.holders[s] = src
@@ -197,7 +198,8 @@ class Slots(NodeState):
         if holder >= 0 and holder != self.rank and 0 <= s < gs.size and s != gs.myslot:
             if gs.role == LEADER:
                 if gs.holders[s] != holder and gs.status[s] in (PENDING, EMPTY):
-                    out.append(Send(holder, self._ack(now, gs, 0)))  # follow me
+                    # follow me (the lease is promised once it has echoed us)
+                    out.append(Send(holder, self._ack(now, gs, 0, NEVER)))
             else:
                 gs.holders[s] = holder
                 if gs.leader < 0:

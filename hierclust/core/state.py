@@ -532,11 +532,16 @@ class NodeState:
         above = tuple(self._known_term(k) for k in range(lvl + 1, len(states)))
         return up, up_term, above
 
-    def _ack(self, now: int, gs: GroupState, flags: int) -> Ack:
+    def _ack(self, now: int, gs: GroupState, flags: int, until: int | None = None) -> Ack:
+        """The leader's ack in ``gs``, promising the lease up to ``until`` (default: all of
+        it; :meth:`_promise` for one member). No lease left to promise: neither the lease nor
+        the primary flag."""
+        if until is None or until > gs.lease_until:
+            until = gs.lease_until
         left = 0
-        if now < gs.lease_until:
+        if now < until:
             flags |= FLAG_LEASE
-            left = gs.lease_until - now
+            left = until - now
             if self._primary(now):
                 flags |= FLAG_PRIMARY
         up, up_term, above = self._up_of(gs)
@@ -544,6 +549,18 @@ class NodeState:
             gs.gi, gs.term, self.inc, now, gs.view_id, flags, left, up, up_term, self.dcount,
             self.dhash, above,
         )  # fmt: skip
+
+    @staticmethod
+    def _promise(gs: GroupState, s: int) -> int:
+        """How far our acks promise the lease to the member in slot ``s``: as far as its own
+        latest echo in this term could hold it (its stamp plus a lease), never further than
+        the lease. A member whose echoes stopped (a one-way cut: our acks reach it, its pings
+        never reach us) thus leaves the quorum, and the primary component, within a lease and
+        a heartbeat of its last echo, as if the cut went both ways, instead of following us
+        until we declare it; and a new leader promises a member nothing until it has echoed
+        (in the nemesis campaign such a member, re-elected into a group whose new leader could
+        not hear it, held itself primary 4.8 s into a one-way cut)."""
+        return gs.echo[s] + gs.tm.lease
 
     def _ping(self, gs: GroupState) -> Ping:
         return Ping(gs.gi, gs.term, gs.myslot, self.inc, gs.stamp, self.dcount, self.dhash)

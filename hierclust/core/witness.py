@@ -7,7 +7,9 @@ hold). The witness collects requests for ``window_ms`` and then grants its vote 
 the larger side first, ties to the lowest node id (ffsplit). It grants at most one candidate per
 term and never goes back to a lower term. A leader that won with (or without) the witness renews
 its share of the lease with :class:`TieRenew`; while the holder renewed within ``hold_ms`` the
-witness refuses everyone else, which is what lets the witness count toward the leader's lease.
+witness refuses everyone else, which is what lets the witness count toward the leader's lease. A
+holder that hands its group over (maintenance, drain) gave its lease up first and then sends
+:class:`TieRelease`: the successor gets the vote at once instead of after the hold.
 
 Durability is the host's job, with two rules (``WitnessServer`` in the runtime follows them):
 
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from hierclust.core.messages import TieRenew, TieRenewAck, TieVote, TieVoteResp
+from hierclust.core.messages import TieRelease, TieRenew, TieRenewAck, TieVote, TieVoteResp
 from hierclust.core.timeouts import MS
 from hierclust.core.types import Effect, Input, Received, Send, SetTimer, TimerFired
 
@@ -75,6 +77,8 @@ class Witness:
             elif isinstance(msg, TieRenew) and msg.group == self.group:
                 ok = self._renew(now, inp.src, msg.term)
                 out.append(Send(inp.src, TieRenewAck(self.group, msg.term, msg.stamp, ok)))
+            elif isinstance(msg, TieRelease) and msg.group == self.group:
+                self._release(inp.src, msg.term)
         elif isinstance(inp, TimerFired) and inp.key == ("w", self.group):
             self._decide(now, out)
         return out
@@ -107,6 +111,13 @@ class Witness:
         for term, _side, cand in requests:
             granted = winner is not None and (term, cand) == (winner[0], winner[2])
             out.append(Send(cand, TieVoteResp(self.group, term, granted, False)))
+
+    def _release(self, src: int, term: int) -> None:
+        """The holder handed its group over: no holder any more (the term stays, so no term is
+        ever granted twice; a renewal of the old holder still in flight finds no hold)."""
+        if term == self.term and src == self.holder:
+            self.holder = -1
+            self.renewed_ns = -(1 << 62)
 
     def _renew(self, now: int, src: int, term: int) -> bool:
         if term == self.term and src == self.holder:

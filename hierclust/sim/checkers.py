@@ -4,6 +4,12 @@ Safety (checked at every event, during faults too):
 - at most one node of a group holds a valid lease at any instant (lease intervals in true time);
 - leadership terms of a group never repeat for a different holder and never go down, so fencing
   tokens ``(group, term)`` strictly grow;
+- never two primary components: two nodes on different sides of a partition (counting a link cut
+  when either direction is) are not both in the primary component once the partition has lasted
+  longer than a node may go on believing the leases it heard before it (per tier of the longest
+  path, a lease, a heartbeat and the drift margin), leaving out a node paused within that
+  window (it reads datagrams as old as its stall); sampled every heartbeat while faults run
+  (``Simulator.check_primaries``);
 - a voter never grants two votes in one term of one group, restarts included (a candidate's vote
   for itself and a tie-breaker's grants count);
 - a failure notice about a node alive in that incarnation is a false positive; the simulator
@@ -83,6 +89,18 @@ class SafetyChecker:
                 now_ns,
                 "double-vote",
                 f"node {rank} voted for {before} and then {candidate} in group {group} term {term}",
+            )
+
+    def primaries(self, now_ns: int, sides: dict[int, int], window_ns: int) -> None:
+        """two-primaries: ``sides`` maps each side of a partition older than ``window_ns`` to one
+        of its nodes in the primary component now."""
+        if len(sides) > 1:
+            a, b = sorted(sides.values())[:2]
+            self._violate(
+                now_ns,
+                "two-primaries",
+                f"nodes {a} and {b} are both in the primary component, on two sides of a "
+                f"partition older than {window_ns / 1e6:.0f} ms",
             )
 
     def accusation(self, now_ns: int, accused: int, alive: bool, excused: bool) -> None:

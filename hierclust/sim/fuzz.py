@@ -124,12 +124,20 @@ def run_schedule(
         plan_admin(sim, random.Random(seed ^ 0xAD317), start, start + fault_ms * MS, outcome.faults)
     if clocks:
         plan_clocks(sim, random.Random(seed ^ 0xC10C), start, start + fault_ms * MS, outcome.faults)
-    sim.run_until(start + fault_ms * MS)
+    watch_primaries(sim, start + fault_ms * MS)
     heal(sim)
     sim.run_until(sim.now + liveness_window_ns(topology))
     outcome.violations = [str(v) for v in sim.checker.violations]
     outcome.liveness = check_liveness(sim)
     return outcome
+
+
+def watch_primaries(sim: Simulator, end_ns: int) -> None:
+    """Run to ``end_ns``, showing the checker the primary component every heartbeat."""
+    step = sim.topology.tuning.heartbeat_ms * MS
+    while sim.now < end_ns:
+        sim.run_until(min(sim.now + step, end_ns))
+        sim.check_primaries()
 
 
 def plan_faults(sim: Simulator, rng: random.Random, start: int, end: int, log: list[str]) -> None:

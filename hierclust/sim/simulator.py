@@ -105,6 +105,17 @@ class Records:
     samples: int = 0
 
 
+def primary_window_ns(topology: Topology) -> int:
+    """How long a node may go on believing it is in the primary component after it last heard
+    its path up: per group on the longest path, a lease, a heartbeat and the drift margin."""
+    window = 0
+    for leaf in topology.leaves:
+        path = topology.path(leaf.first_rank)
+        tunings = [g.tuning for g in path]
+        window = max(window, sum(t.lease_ms + t.heartbeat_ms + t.drift_margin_ms for t in tunings))
+    return window * MS
+
+
 class Simulator:
     """Runs one topology under one seed. See ``hierclust.sim.scenario`` for ready-made runs."""
 
@@ -166,6 +177,8 @@ class Simulator:
         # when the last partition, and the last loss or duplication, ended (NEVER: none yet)
         self.partition_ended_ns = NEVER
         self.lossy_ended_ns = NEVER
+        self.partition_started_ns = NEVER  # when the partition in force began
+        self.primary_window_ns = primary_window_ns(topology)
         # how long after a fault ends it may still explain an accusation: a node silent for
         # suspect_after_ms, probed for confirm_ms, and an election timeout for the leaders that
         # the fault unseated to settle (docs/simulator.md, Checkers)
@@ -281,7 +294,35 @@ class Simulator:
     def partition(self, partition: Partition | None) -> None:
         if self.net.partition is not None:
             self.partition_ended_ns = self.now  # (replaced or healed)
+        if partition is not None:
+            self.partition_started_ns = self.now
         self.net.partition = partition
+
+    def check_primaries(self) -> None:
+        """Tell the checker which sides of the partition in force have a node in the primary
+        component now, once the partition is older than :attr:`primary_window_ns` (before that a
+        node may rightly go on believing the leases it heard before the cut), leaving out nodes
+        paused within that window."""
+        cut = self.net.partition
+        if cut is None or not self._core:
+            return
+        if self.now - self.partition_started_ns <= self.primary_window_ns:
+            return
+        sides: dict[int, int] = {}
+        stalled_since = self.now - self.primary_window_ns
+        clocks = self.ranks.clocks
+        for rank, node in enumerate(self.nodes):
+            if node is None:
+                continue
+            state = clocks.get(rank)
+            if state is not None and state.paused_until > stalled_since:
+                # paused within the window: the datagrams it reads on waking are as old as its
+                # stall, and it may act on what they say for a lease (only fencing tokens
+                # protect a resource from a stalled process; docs/reliability.md)
+                continue
+            if node.in_primary(self._local(rank, self.now)):
+                sides.setdefault(cut.side(rank), rank)
+        self.checker.primaries(self.now, sides, self.primary_window_ns)
 
     def set_loss(self, loss: float, duplicate: float = 0.0) -> None:
         if (loss, duplicate) < (self.net.loss, self.net.duplicate):

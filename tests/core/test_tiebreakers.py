@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from hierclust.core.disk import LeaseDisk, LeaseRecord
-from hierclust.core.messages import TieRenew, TieRenewAck, TieVote, TieVoteResp
+from hierclust.core.messages import TieRelease, TieRenew, TieRenewAck, TieVote, TieVoteResp
 from hierclust.core.types import (
     ElectionStarted,
     LeaderChanged,
@@ -60,6 +60,27 @@ def test_witness_refuses_others_while_its_holder_renews() -> None:
     assert replies(w.step(1420 * MS, TimerFired(("w", 0)))) == {3: True}
 
 
+def test_witness_released_by_its_holder_grants_the_successor_at_once() -> None:
+    w = Witness(0, window_ms=20, hold_ms=800)
+    w.step(0, Received(2, TieVote(0, 1, 2, False)))
+    w.step(20 * MS, TimerFired(("w", 0)))
+    w.step(500 * MS, Received(2, TieRenew(0, 1, 1)))
+    # a release from anyone but the holder, or for another term, changes nothing
+    assert w.step(501 * MS, Received(3, TieRelease(0, 1))) == []
+    assert w.step(502 * MS, Received(2, TieRelease(0, 0))) == []
+    assert replies(w.step(503 * MS, Received(3, TieVote(0, 2, 2, False)))) == {3: False}
+    # the holder handed its group over: the successor gets the vote within the hold
+    w.step(510 * MS, Received(2, TieRelease(0, 1)))
+    assert w.durable() == (1, -1)
+    w.step(511 * MS, Received(3, TieVote(0, 2, 2, False)))
+    assert replies(w.step(531 * MS, TimerFired(("w", 0)))) == {3: True}
+    # a renewal of the old holder still in flight finds no hold, and term 1 is never granted again
+    assert w.step(532 * MS, Received(2, TieRenew(0, 1, 2))) == [
+        Send(2, TieRenewAck(0, 1, 2, False))
+    ]
+    assert replies(w.step(533 * MS, Received(4, TieVote(0, 1, 2, False)))) == {4: False}
+
+
 def test_witness_restored_from_its_file_never_grants_its_term_again_nor_a_lower_one() -> None:
     w = Witness(0, window_ms=20, hold_ms=800)
     w.restore(10_000 * MS, 5, 2)  # term 5 went to node 2 before the restart
@@ -107,6 +128,18 @@ def test_disk_lease_is_first_come_first_served_and_fenced_by_term() -> None:
     assert replies(d.step(1301 * MS, Received(3, TieVote(0, 1, 2, False)))) == {3: False}  # stale
     assert replies(d.step(1302 * MS, Received(3, TieVote(0, 2, 2, False)))) == {3: True}
     assert d.record == LeaseRecord(term=2, holder=3, renewals=3)
+
+
+def test_disk_lease_released_by_its_holder_is_free_at_once() -> None:
+    d = LeaseDisk(0, hold_ms=800)
+    assert replies(d.step(0, Received(2, TieVote(0, 1, 2, False)))) == {2: True}
+    assert d.step(1 * MS, Received(3, TieRelease(0, 1))) == []  # not the holder: nothing
+    assert d.record == LeaseRecord(term=1, holder=2, renewals=1)
+    assert d.step(2 * MS, Received(2, TieRelease(0, 1))) == []
+    assert d.record == LeaseRecord(term=1, holder=-1, renewals=2)
+    assert replies(d.step(3 * MS, Received(3, TieVote(0, 2, 2, False)))) == {3: True}
+    assert d.record == LeaseRecord(term=2, holder=3, renewals=3)
+    assert d.step(4 * MS, Received(2, TieRenew(0, 1, 5))) == [Send(2, TieRenewAck(0, 1, 5, False))]
 
 
 def test_disk_lease_holds_no_time_a_reader_waits_for_the_counter_to_stand_still() -> None:

@@ -203,3 +203,59 @@ def test_a_new_leader_in_a_cut_off_site_never_tells_its_members_they_are_primary
                 if node is not None and node.in_primary(sim.local_now(rank)):
                     primary_after.append((sim.now, rank))
     assert primary_after == [], f"cut-off nodes in the primary component: {primary_after[:5]}"
+
+
+def test_a_site_nobody_hears_leaves_the_primary_component_within_a_lease() -> None:
+    """Found by the chaos campaign (``hierclust chaos --minutes 30 --seed 1``, fault #126, a
+    one-way cut): a site's frames to the rest were dropped while it still heard the rest. The
+    root's leader was re-elected during the cut; the cut-off site's holder followed the new
+    leader, whose acks reached it, and told its site it was primary until the leader gave its
+    slot up: 4.8 s into the cut, against a window of 3.6 s. A leader now tells the lease and the
+    primary flag only to members whose echoes could hold its lease."""
+    sim = booted(27, 3)
+    sim.run_until(sim.now + 1_500 * MS)
+    topology = sim.topology
+    root = topology.root
+    leader = lease_holder(sim, root.index)
+    assert leader is not None
+    site = next(
+        g
+        for g in topology.by_index
+        if g.tier == root.tier - 1 and not g.first_rank <= leader < g.end_rank
+    )
+    first, end = site.first_rank, site.end_rank
+    rest = [(a, b, 1) for a, b in ((0, first), (end, topology.num_nodes)) if a < b]
+    cut = sim.now
+    sim.partition(Partition(ranges=rest, one_way=True))  # the site's frames are dropped
+    sim.at(cut + 600 * MS, lambda s: s.crash(leader))  # and the root elects again meanwhile
+    last_primary = cut
+    while sim.now < cut + 8_000 * MS:
+        sim.run_until(sim.now + 50 * MS)
+        sim.check_primaries()
+        if any(sim.nodes[r].in_primary(sim.local_now(r)) for r in range(first, end) if r != leader):
+            last_primary = sim.now
+    assert lease_holder(sim, root.index) not in (None, leader)  # re-elected on the heard side
+    tm = topology.tuning
+    assert last_primary - cut <= (tm.lease_ms + 2 * tm.heartbeat_ms) * MS
+    outside = [r for r in sim.live_ranks() if not first <= r < end]
+    assert all(sim.nodes[r].in_primary(sim.local_now(r)) for r in outside)
+    assert not [v for v in sim.checker.violations if v.kind == "two-primaries"]
+
+
+@pytest.mark.parametrize("seed", [20467, 20553, 21662])
+def test_fuzz_seed_a_one_way_cut_leaves_one_primary_component(seed: int) -> None:
+    """Seeds whose one-way partitions left the unheard side in the primary component past the
+    window (found when the fuzzer's checker learnt to look at the primary component)."""
+    outcome = run_schedule(seed)
+    assert any("partition one-way" in f for f in outcome.faults)
+    assert not [v for v in outcome.violations if "two-primaries" in v]
+
+
+def test_fuzz_seed_26507_a_maintenance_leader_hands_over_past_the_witness_hold() -> None:
+    """A 3-node group with a witness, one node dead: its leader, in maintenance, handed the
+    group to the active member, but the witness still held its vote for the old leader, so the
+    successor lost, the old leader won again and handed over again, for good. The leader now
+    releases the witness when it hands over."""
+    outcome = run_schedule(26507)
+    assert any("maintenance" in f for f in outcome.faults)
+    assert outcome.liveness == []
