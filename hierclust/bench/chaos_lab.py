@@ -443,6 +443,9 @@ class Campaign:
             host = p["host"]
             lab.wall_ms[host] += p["step_ms"]
             lab.write_wall(host)
+            self.sleep(fault.duration_s)
+            lab.wall_ms[host] -= p["step_ms"]  # corrected, as NTP would step it back
+            lab.write_wall(host)
         record["end_ns"] = time.monotonic_ns()
         took, problems = self.wait_whole(self.bounds["settle_ms"] / 1000)
         record["settle_s"] = None if took is None else round(took, 3)

@@ -197,7 +197,7 @@ class Fault:
         elif kind == "restart-witness":
             what = "kill -9 the witness daemon, restart it"
         else:
-            what = f"step host {p['host']}'s wall clock by {p['step_ms']:+} ms"
+            what = f"step host {p['host']}'s wall clock by {p['step_ms']:+} ms, then back"
         return f"#{self.index} {kind}: {what} ({self.duration_s:.1f} s)"
 
 
@@ -219,9 +219,10 @@ def plan(
 ) -> list[Fault]:
     """The nemesis schedule: faults one after another until their planned durations and quiet
     periods fill ``minutes``. Every fault is bounded; a pause lasts longer than a lease
-    (``lease_ms``). A host whose wall clock was stepped back is never restarted without its
-    state: the runtime's stated assumption for a node that lost its disk (its new incarnation
-    comes from the wall clock, which must not have gone back past its last boot). The witness
+    (``lease_ms``). A wall-clock step lasts the fault's duration and is then undone. A host
+    whose wall clock was stepped back is never restarted without its state: the runtime's
+    stated assumption for a node that lost its disk (its new incarnation comes from the wall
+    clock, which must not have gone back past its last boot). The witness
     host's clock is stepped both ways: the witness keeps its last incarnation in its state file
     (a witness restarted after a step back was once mute, every node dropping its datagrams as
     from a stale incarnation; found by seed 1). Kills and
@@ -231,7 +232,6 @@ def plan(
     budget = minutes * 60.0
     faults: list[Fault] = []
     used = 0.0
-    wall = dict.fromkeys(range(lay.hosts), 0)  # host -> its injected wall offset (ms)
     stepped_back: set[int] = set()
     tiers = sorted({g.tier for g in groups})
     subtrees = lay.subtrees()
@@ -279,13 +279,14 @@ def plan(
         elif kind == "restart-witness":
             params = {"host": lay.witness_host}
         elif kind == "wall-step":
+            # stepped for the fault's duration, then stepped back (as NTP corrects a clock that
+            # jumped): wall clocks agree again before the next fault, which the terms above the
+            # leaf tier assume when a cut leaves nobody who knew a group's last term
             host = rng.choice(range(lay.hosts))
             step = rng.choice((-1, 1)) * rng.randint(500, 120_000)
-            wall[host] += step
             if step < 0:
                 stepped_back.add(host)
-            params = {"host": host, "step_ms": step, "offset_ms": wall[host]}
-            duration = 0.0
+            params = {"host": host, "step_ms": step, "offset_ms": step}
         faults.append(Fault(len(faults) + 1, kind, duration, quiet, params))
         used += duration + quiet
     return faults
