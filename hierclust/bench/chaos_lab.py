@@ -397,11 +397,12 @@ class Campaign:
             rule = f"ether type ip numgen random mod 1000 < {p['percent'] * 10} drop"
             nft = ["ip", "netns", "exec", lab.lab.bridge_ns, "nft"]
             run(*nft, f"add rule bridge hclab loss {rule}")
-            if p.get("delay_ms"):
-                lab.lab.delay(p["delay_ms"], p["jitter_ms"], seed=lab.seed * 1000 + fault.index)
+            hold_ms = p.get("delay_ms")  # (none in schedules planned before delays were drawn)
+            if hold_ms:
+                lab.lab.delay(hold_ms, p["jitter_ms"], seed=lab.seed * 1000 + fault.index)
             self.sleep(fault.duration_s)
             run(*nft, "flush chain bridge hclab loss")
-            if p.get("delay_ms"):
+            if hold_ms:
                 record["held"] = lab.lab.undelay()
         elif fault.kind == "kill-leader":
             group = topo.group(p["group"])

@@ -86,6 +86,15 @@ def chaos(
         lay = layout(sites, nodes_per_site, hosts_per_site)
     except LayoutError as exc:
         fail(str(exc), as_json)
+    if keep is not None:
+        if keep.exists() and not keep.is_dir():
+            fail(f"--keep {keep}: not a directory; give a new or empty directory", as_json)
+        if keep.is_dir() and any(keep.iterdir()):
+            fail(
+                f"--keep {keep}: not empty (the lab of an earlier run?); give a new or empty "
+                "directory",
+                as_json,
+            )
     why = unavailable() or delay_unavailable()  # (loss faults hold frames too)
     if why is not None:
         fail(f"the chaos lab cannot run here: {why}", as_json)

@@ -49,6 +49,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from hierclust.runtime.delayq import QUEUE
+
 NFT_TABLE = "hclab"
 NFT_RULES = """\
 table bridge {table} {{
@@ -94,8 +96,8 @@ def unavailable() -> str | None:
 
 BRIDGE_NF_IPTABLES = "net.bridge.bridge-nf-call-iptables"
 NFQUEUE_RULE = (
-    "FORWARD -m physdev --physdev-is-bridged -j NFQUEUE --queue-num 0 --queue-bypass".split()
-)
+    f"FORWARD -m physdev --physdev-is-bridged -j NFQUEUE --queue-num {QUEUE} --queue-bypass"
+).split()
 
 
 def delay_unavailable() -> str | None:
@@ -225,20 +227,7 @@ class NetnsLab:
             sysctls = ["net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"]
             run("ip", "netns", "exec", ns, "sysctl", "-q", "-w", *sysctls)
         # only exists when br_netfilter is loaded; then it must not hand frames to iptables
-        subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                br,
-                "sysctl",
-                "-q",
-                "-w",
-                "net.bridge.bridge-nf-call-iptables=0",
-            ],
-            capture_output=True,
-            timeout=10,
-        )
+        self._bridge_nf(False, check=False)
         run("ip", "-n", br, "link", "add", "br0", "type", "bridge")
         run("ip", "-n", br, "link", "set", "br0", "up")
         for i, ns in enumerate(self.host_ns):
@@ -308,6 +297,17 @@ class NetnsLab:
     def heal(self) -> None:
         self._nft(f"flush set bridge {NFT_TABLE} cut")
 
+    def _bridge_nf(self, on: bool, *, check: bool) -> None:
+        """Whether the bridge hands bridged IPv4 frames to iptables (``check``: raise
+        NetnsError if the sysctl cannot be set; else ignore it, as when br_netfilter is not
+        loaded)."""
+        argv = ["ip", "netns", "exec", self.bridge_ns, "sysctl", "-q", "-w"]
+        argv.append(f"{BRIDGE_NF_IPTABLES}={int(on)}")
+        if check:
+            run(*argv)
+        else:
+            subprocess.run(argv, capture_output=True, timeout=10)
+
     def _nft(self, command: str) -> None:
         run("ip", "netns", "exec", self.bridge_ns, "nft", command)
 
@@ -337,7 +337,7 @@ class NetnsLab:
             _, err = holder.communicate(timeout=10)
             raise NetnsError(f"the delay queue did not start: {err.strip() or line or 'timeout'}")
         self.holder = holder
-        run("ip", "netns", "exec", br, "sysctl", "-q", "-w", f"{BRIDGE_NF_IPTABLES}=1")
+        self._bridge_nf(True, check=True)
         run("ip", "netns", "exec", br, "iptables-legacy", "-w", "-A", *NFQUEUE_RULE)
 
     def undelay(self) -> dict[str, Any]:
@@ -353,11 +353,7 @@ class NetnsLab:
             capture_output=True,
             timeout=20,
         )
-        subprocess.run(
-            ["ip", "netns", "exec", br, "sysctl", "-q", "-w", f"{BRIDGE_NF_IPTABLES}=0"],
-            capture_output=True,
-            timeout=10,
-        )
+        self._bridge_nf(False, check=False)
         holder.terminate()
         try:
             out, _ = holder.communicate(timeout=20)

@@ -112,3 +112,14 @@ def test_stop_without_a_live_deployment_exits_2_and_names_the_live_ones(
 )
 def test_bench_scheduler_refuses_bad_options(args: list[str], expected: str) -> None:
     assert expected in one_error_line(["bench", "scheduler", *args])
+
+
+def test_chaos_keeps_its_lab_only_in_a_new_or_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "lab.keyring").write_text("x")  # the lab of an earlier run
+    line = one_error_line(["chaos", "--minutes", "1", "--keep", str(tmp_path)])
+    assert (
+        line
+        == f"--keep {tmp_path}: not empty (the lab of an earlier run?); give a new or empty directory"
+    )
+    line = one_error_line(["chaos", "--minutes", "1", "--keep", str(tmp_path / "lab.keyring")])
+    assert line.startswith(f"--keep {tmp_path / 'lab.keyring'}: not a directory")
