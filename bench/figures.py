@@ -165,6 +165,20 @@ FIGURES: tuple[Figure, ...] = (
         needs_root=True,
     ),
     Figure(
+        "serf-fair",
+        "hierclust bench --mode udp --nodes 200 --vs serf --repeats 2 --base-port 44000 "
+        "--out {dir}/serf200.json",
+        minutes=5,
+        needs_root=True,
+    ),
+    Figure(
+        "serf-fair",
+        "hierclust bench --mode udp --nodes 500 --vs serf --repeats 1 --no-budget "
+        "--base-port 44000 --out {dir}/serf500.json",
+        minutes=10,
+        needs_root=True,
+    ),
+    Figure(
         "soak-1000",
         "python bench/udp_soak.py --topology docs/benchmarks/soak-1000/topology.toml "
         "--processes 2 --steady-s 1800 --rss-s 60 --samples --nice -10 "
