@@ -421,7 +421,14 @@ class Elections(NodeState):
         out.append(CancelTimer(gs.key_cand))
         size = gs.size
         gs.last = [now] * size
-        gs.echo = [0] * size
+        gs.echo = echo = [0] * size
+        # a vote answered our RequestVote of cand_start as an echo answers a heartbeat: the
+        # voters are promised the lease their votes gave us from the first ack on (``_promise``),
+        # the others once they echo (one round trip more, and an ack and an echo more each)
+        grants = gs.grants
+        for s in range(size):
+            if grants >> s & 1 and s != gs.myslot:
+                echo[s] = gs.cand_start
         gs.delay = [0] * size
         gs.status = bytearray(size)
         gs.incs = [0] * size
