@@ -38,9 +38,11 @@ from hierclust.bench.chaos_check import NS, History, Model, check, lease_figures
 from hierclust.bench.chaos_plan import Fault, GroupInfo, Layout, initial_wall_offsets_ms, plan
 from hierclust.bench.chaos_plan import topology_document as document
 from hierclust.codec import generate_keyring_file
+from hierclust.core.timeouts import MS
 from hierclust.runtime.control import ControlError, request
 from hierclust.runtime.deploy import collect, control_sockets, init_states
 from hierclust.runtime.netns import NetnsLab, run
+from hierclust.sim.simulator import primary_window_ns
 from hierclust.topology import Topology, load
 
 Progress = Callable[[str, float | None, float | None], None]
@@ -57,7 +59,7 @@ def bounds(topology: Topology) -> dict[str, int]:
     start, the quarantine of a node that lost its state (2 election timeouts + a lease) and the
     detection bound again. ``primary_window``: per tier of the longest path, a lease, a
     heartbeat and the drift margin (how long a node may go on believing a lease it heard)."""
-    detect = window = quarantine = 0
+    detect = quarantine = 0
     for rank in range(topology.num_nodes):
         path = topology.path(rank)
         t = [g.tuning for g in path]
@@ -68,13 +70,12 @@ def bounds(topology: Topology) -> dict[str, int]:
                 for x in t
             ),
         )
-        window = max(window, sum(x.lease_ms + x.heartbeat_ms + x.drift_margin_ms for x in t))
         quarantine = max(quarantine, max(2 * x.election_timeout_ms + x.lease_ms for x in t))
     detect += ALLOWANCE_MS
     return {
         "detect_ms": detect,
         "settle_ms": STARTUP_MS + quarantine + detect,
-        "primary_window_ms": window,
+        "primary_window_ms": primary_window_ns(topology) // MS,  # (the simulator's window)
     }
 
 

@@ -286,7 +286,7 @@ def plan(
             step = rng.choice((-1, 1)) * rng.randint(500, 120_000)
             if step < 0:
                 stepped_back.add(host)
-            params = {"host": host, "step_ms": step, "offset_ms": step}
+            params = {"host": host, "step_ms": step}
         faults.append(Fault(len(faults) + 1, kind, duration, quiet, params))
         used += duration + quiet
     return faults
