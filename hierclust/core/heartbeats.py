@@ -117,12 +117,11 @@ class Heartbeats(NodeState):
                         out.append(new_send(dst, self._ack(now, gs, 0, self._promise(gs, s))))
                 dst += 1
             return
-        for s, dst in enumerate(gs.holders):
-            if dst >= 0 and dst != me and status[s] in (ALIVE, SUSPECT, PENDING):
-                if echo[s] >= base:
-                    out.append(Send(dst, ack))
-                else:
-                    out.append(Send(dst, self._ack(now, gs, 0, self._promise(gs, s))))
+        for s, dst in self._member_slots(gs):
+            if echo[s] >= base:
+                out.append(Send(dst, ack))
+            else:
+                out.append(Send(dst, self._ack(now, gs, 0, self._promise(gs, s))))
 
     def _regained(self, now: int, gs: GroupState, out: list[Effect]) -> None:
         """Our lease is back after a lapse for our own lag: every member we still count alive

@@ -16,6 +16,7 @@ This module handles no message and no timer: the concerns (``heartbeats``, ``det
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -464,16 +465,22 @@ class NodeState:
 
     def _members(self, gs: GroupState) -> list[int]:
         """Live members as the leader sees them (not itself)."""
+        return [rank for _, rank in self._member_slots(gs)]
+
+    def _member_slots(self, gs: GroupState) -> Iterator[tuple[int, int]]:
+        """``(slot, rank)`` of each live member as the leader sees it (not itself): in a leaf
+        group every member not failed, above it every known holder alive, suspect or pending."""
         me = self.rank
         status = gs.status
         if gs.leaf:
             first = gs.first
-            return [first + s for s in range(gs.size) if status[s] != FAILED and first + s != me]
-        return [
-            h
-            for s, h in enumerate(gs.holders)
-            if h >= 0 and h != me and status[s] in (ALIVE, SUSPECT, PENDING)
-        ]
+            for s in range(gs.size):
+                if status[s] != FAILED and first + s != me:
+                    yield s, first + s
+            return
+        for s, h in enumerate(gs.holders):
+            if h >= 0 and h != me and status[s] in (ALIVE, SUSPECT, PENDING):
+                yield s, h
 
     def _primary(self, now: int) -> bool:
         top = None
