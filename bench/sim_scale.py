@@ -9,7 +9,7 @@ each in a fresh subprocess so that its peak RSS is that size's alone. ``--millio
 docs/architecture.md §5) with, under ``"scale"``, the events run, events per wall second, wall and
 CPU seconds of the whole process (interpreter start and imports included), and its peak RSS; the
 summary has the spread of datagrams per node per second across sizes (0.1 = every size within
-10 % of the mean: flat is the goal).
+10 % of the mean: flat is the goal), and ``provenance`` the command, commit and load average.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.one, args.fanout, args.kill, args.seed, args.after_ms)))
         return
+    from hierclust.bench.provenance import stamped
     from hierclust.bench.sweep import flatness, parse_sizes
 
     try:
@@ -122,7 +123,7 @@ def main() -> None:
             },
         },
     }
-    print(json.dumps(document, indent=2))
+    print(json.dumps(stamped(document), indent=2))
 
 
 if __name__ == "__main__":

@@ -284,7 +284,9 @@ class NodeState:
         self.pending: dict[int, dict[int, list[Any]]] | None = None
         self.seq = 0
         self.health = 0
-        self.votes: dict[int, tuple[int, int]] | None = None
+        # (group, term, voted_for) per group we sat or voted in, in group order: the record each
+        # Persist writes, shared with its PersistentState (no dict per node: most hold one group)
+        self.votes: tuple[tuple[int, int, int], ...] = ()
         # (when the newest failure notice about a node ages out, node): a heap, for compaction
         self.expiry: list[tuple[int, int]] | None = None
         self.refuted_at = NEVER  # when an ack last made us take a new incarnation
@@ -306,7 +308,8 @@ class NodeState:
         if persisted is not None:
             self.inc = max(incarnation, persisted.incarnation + 1)
             if persisted.votes:
-                self.votes = {g: (t, v) for g, t, v in persisted.votes}
+                # one record per group (the last one read), in group order
+                self.votes = tuple(sorted({g: (g, t, v) for g, t, v in persisted.votes}.values()))
 
     def can_persist(self) -> bool:
         """False while the driver reports that it cannot make this node's state durable (the
@@ -329,8 +332,9 @@ class NodeState:
         gs = self._gs(group)
         if gs is not None:
             return gs.term
-        if self.votes and group in self.votes:
-            return self.votes[group][0]
+        for g, t, _ in self.votes:
+            if g == group:
+                return t
         return 0
 
     def voted_for(self, group: int) -> int | None:
@@ -403,10 +407,7 @@ class NodeState:
         return 0 if gs is None else gs.view_id
 
     def persistent_state(self) -> PersistentState:
-        votes = (
-            () if not self.votes else tuple((g, t, v) for g, (t, v) in sorted(self.votes.items()))
-        )
-        return PersistentState(self.inc, votes)
+        return PersistentState(self.inc, self.votes)
 
     def _gs(self, gi: int) -> GroupState | None:
         gs = self.leaf_gs
@@ -425,8 +426,9 @@ class NodeState:
             else self.layout.slot_in_parent[self.path[level - 1]]
         )
         gs = GroupState(self.layout, gi, level, myslot)
-        if self.votes is not None and gi in self.votes:
-            gs.term, gs.voted_for = self.votes[gi]
+        for g, t, v in self.votes:
+            if g == gi:
+                gs.term, gs.voted_for = t, v
         if self.amnesiac:
             gs.vote_floor = UNHEARD
         if not gs.leaf:
@@ -439,9 +441,13 @@ class NodeState:
 
     def _persist(self, gs: GroupState | None, out: list[Effect]) -> None:
         if gs is not None:
-            if self.votes is None:
-                self.votes = {}
-            self.votes[gs.gi] = (gs.term, gs.voted_for)
+            gi = gs.gi
+            record = (gi, gs.term, gs.voted_for)
+            votes = self.votes
+            if len(votes) == 1 and votes[0][0] == gi:
+                self.votes = (record,)  # a node's usual case: its leaf group only
+            else:
+                self.votes = tuple(sorted((*(r for r in votes if r[0] != gi), record)))
         out.append(Persist(self.persistent_state()))
 
     def _voters(self, gs: GroupState, answered: int = 0) -> list[int]:
