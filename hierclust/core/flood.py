@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import Final
+from typing import Any, Final
 
 from hierclust.core.messages import (
     MAX_NOTICES_PER_MESSAGE,
@@ -90,7 +90,7 @@ class Flood(NodeState):
     def known_notices(self) -> tuple[Notice, ...]:
         found: tuple[Notice, ...] = ()
         if self.known is not None:
-            found = tuple(n for about in self.known.values() for n in about)
+            found = tuple(n for about in self.known.values() for n in about[::2])
         if self.admin:
             found += tuple(self.admin.values())
         if self.reach:
@@ -105,7 +105,7 @@ class Flood(NodeState):
             return self.reach is not None and self.reach.get(notice.group) == notice
         if self.known is None:
             return False
-        return any(notice_key(n) == key for n in self.known.get(notice.node, ()))
+        return any(notice_key(n) == key for n in self.known.get(notice.node, ())[::2])
 
     def digest(self) -> tuple[int, int]:
         return (self.dcount, self.dhash)
@@ -129,11 +129,13 @@ class Flood(NodeState):
         known = self.known
         if known is None:
             known = self.known = {}
+        # a failure notice is dated by our own clock: now, less the age the sender reckoned
+        born = now - notice.age_ms * MS if failure else None  # type: ignore[union-attr]
         about = known.get(notice.node)
         if about is None:
-            known[notice.node] = (notice,)
+            known[notice.node] = (notice, born)
         else:
-            for n in about:
+            for n in about[::2]:
                 if notice_key(n) == key:
                     return False
             # the node moves to the end: dict order is the order nodes were last heard of,
@@ -142,15 +144,10 @@ class Flood(NodeState):
             # failure notice among the oldest: pushes left it out, and in the nemesis campaign
             # two sites heard of three such kills 76-91 s late
             del known[notice.node]
-            known[notice.node] = (*about, notice)
+            known[notice.node] = (*about, notice, born)
         self.dcount += 1
         self.dhash ^= mix_key(key)
-        if failure:
-            # dated by our own clock: now, less the age the sender reckoned
-            born = now - notice.age_ms * MS  # type: ignore[union-attr]
-            if self.born is None:
-                self.born = {}
-            self.born[key] = born
+        if born is not None:
             if self.expiry is None:
                 self.expiry = []
             entry = (born + tm.ttl, notice.node)
@@ -160,7 +157,7 @@ class Flood(NodeState):
         if self.dcount > tm.max_notices and len(known) > 1:
             # compaction: forget the node heard of least recently (dict order)
             oldest = next(iter(known))
-            for n in known.pop(oldest):
+            for n in known.pop(oldest)[::2]:
                 self._unlearn(n)
         out.append(Emit(NoticeLearned(notice, via)))
         if type(notice) is Failure and notice.node == self.rank and notice.incarnation == self.inc:
@@ -178,32 +175,42 @@ class Flood(NodeState):
                 self._forward(now, (alive,), -1, -1, out)
 
     def _unlearn(self, notice: Notice) -> int:
-        """Take a failure or alive notice out of the digest and the dating; its key."""
+        """Take a notice out of the digest (its caller takes it out of ``known``); its key."""
         key = notice_key(notice)
         self.dcount -= 1
         self.dhash ^= mix_key(key)
-        if self.born is not None:
-            self.born.pop(key, None)
         return key
 
     def _aged(self, now: int, notices: tuple[Notice, ...]) -> tuple[Notice, ...]:
         """``notices`` as they go out now: each failure notice carries its age by our clock."""
-        born = self.born
-        if not born or not any(type(n) is Failure for n in notices):
+        known = self.known
+        if not known or not any(type(n) is Failure for n in notices):
             return notices
         return tuple(
-            replace(n, age_ms=(now - born[key]) // MS)
-            if type(n) is Failure and (key := notice_key(n)) in born
+            replace(n, age_ms=(now - born) // MS)
+            if type(n) is Failure and (born := self._born(known, n)) is not None
             else n
             for n in notices
         )
+
+    @staticmethod
+    def _born(known: dict[int, tuple[Any, ...]], notice: Failure) -> int | None:
+        """When we date ``notice`` (a failure notice we hold), or None if we do not hold it."""
+        about = known.get(notice.node)
+        if about is not None:
+            key = notice_key(notice)
+            for i in range(0, len(about), 2):
+                if notice_key(about[i]) == key:
+                    born: int | None = about[i + 1]
+                    return born
+        return None
 
     def _known_about(self, node: int) -> tuple[int, int]:
         """(highest incarnation declared failed, highest incarnation announced alive) of ``node``
         among the notices we hold (0 = none)."""
         failed = alive = 0
         if self.known is not None:
-            for n in self.known.get(node, ()):
+            for n in self.known.get(node, ())[::2]:
                 if type(n) is Failure:
                     failed = max(failed, n.incarnation)
                 else:
@@ -222,7 +229,6 @@ class Flood(NodeState):
         if expiry is None or known is None:
             return
         ttl = self.layout.timing[self.path[0]].ttl
-        born = self.born or {}
         forgotten = self.forgotten
         if forgotten:
             # keys are added in order of forgetting, so the oldest come first
@@ -233,16 +239,13 @@ class Flood(NodeState):
             about = known.get(node)
             if about is None:
                 continue
-            newest = max(
-                (born[k] for n in about if type(n) is Failure and (k := notice_key(n)) in born),
-                default=None,
-            )
+            newest = max((b for b in about[1::2] if b is not None), default=None)
             if newest is not None and newest + ttl > now:
                 continue  # a newer failure of this node keeps the record (its own entry waits)
             del known[node]
             if forgotten is None:
                 forgotten = self.forgotten = {}
-            for n in about:
+            for n in about[::2]:
                 forgotten[self._unlearn(n)] = now + ttl
         if expiry:
             out.append(SetTimer(_COMPACT_KEY, expiry[0][0]))
@@ -378,7 +381,8 @@ class Flood(NodeState):
     def _by_recency(self) -> Iterator[tuple[Notice, ...]]:
         """The failure and alive notices about each node, the node heard of last first."""
         if self.known:
-            yield from reversed(self.known.values())
+            for about in reversed(self.known.values()):
+                yield about[::2]
 
     def _newest(self, limit: int) -> tuple[Notice, ...]:
         """Up to ``limit`` failure and alive notices: the last one heard of each node, the

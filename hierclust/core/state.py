@@ -26,10 +26,8 @@ from hierclust.core.messages import FLAG_LEASE, FLAG_PRIMARY, Ack, Ping
 from hierclust.core.types import (
     ACTIVE,
     Admin,
-    Alive,
     Effect,
     Emit,
-    Failure,
     Notice,
     Persist,
     QuorumChanged,
@@ -246,7 +244,6 @@ class NodeState:
         "range_seq",
         "mode",
         "wall",
-        "born",
         "forgotten",
         "reach",
         "no_disk",
@@ -276,9 +273,12 @@ class NodeState:
         # states[0] once started (the leaf group is never left; None: not started yet), one
         # indirection less for the hot paths: most messages and timers are about the leaf group
         self.leaf_gs: GroupState | None = None
-        # notices by the node they are about (few per node), so a leader can look up what is
-        # known about a member's incarnations
-        self.known: dict[int, tuple[Failure | Alive, ...]] | None = None
+        # failure and alive notices by the node they are about (few per node), so a leader can
+        # look up what is known about a member's incarnations: ``(notice, born, notice, born,
+        # ...)`` in the order heard, ``born`` when we date a failure notice by our own clock (None
+        # for an alive notice). Dating inside this tuple, not in a dict of its own, saves about a
+        # fifth of what a node holds after learning one failure (a dict costs 220 bytes)
+        self.known: dict[int, tuple[Any, ...]] | None = None
         self.dcount = 0
         self.dhash = 0
         self.pending: dict[int, dict[int, list[Any]]] | None = None
@@ -295,8 +295,6 @@ class NodeState:
         self.range_seq = 0  # highest seq of an admin or subtree notice seen (a logical clock)
         self.mode = ACTIVE  # our own admin mode
         self.wall = 0  # this host's wall clock minus its monotonic clock (Start, WallClock)
-        # failure notices by notice_key -> when we date the detection, by our own clock
-        self.born: dict[int, int] | None = None
         # notices compacted away by age, by notice_key -> until when they stay forgotten (a
         # late copy from a peer whose reckoning of the age is behind ours is not learned anew)
         self.forgotten: dict[int, int] | None = None
