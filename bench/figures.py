@@ -100,6 +100,19 @@ FIGURES: tuple[Figure, ...] = (
         heavy=True,
     ),
     Figure(
+        "sim-speed-3",
+        "hierclust sim --nodes 100000 --fanout 16 --kill leaf --seed 3 --json",
+        stdout="after-1.json",
+        minutes=2,
+    ),
+    Figure(
+        "sim-speed-3",
+        "python bench/sim_scale.py --sizes 1000,10000,100000 --million",
+        stdout="sweep-after.json",
+        minutes=35,
+        heavy=True,
+    ),
+    Figure(
         "sim100k-clocks",
         "hierclust sim --topology docs/benchmarks/sim100k-clocks/topology.toml --kill leaf "
         "--seed 3 --json",

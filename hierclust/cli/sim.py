@@ -13,12 +13,12 @@ from hierclust.cli.common import (
     NodesOpt,
     TopologyOpt,
     command_group,
-    emit_json,
     err,
     fail,
     out,
     progress_bar,
     topology_from_options,
+    write_report,
 )
 
 app = command_group()
@@ -104,7 +104,7 @@ def sim(
         except ScenarioError as exc:
             fail(f"{topology.source}: {exc}", as_json)
     if as_json:
-        emit_json(report)
+        write_report(report, True, None)
         return
     print_report(report)
 
@@ -171,7 +171,7 @@ def fuzz(
             progress=lambda done, _total: bar.update(task, completed=done),
         )  # fmt: skip
     if as_json:
-        emit_json(result)
+        write_report(result, True, None)
     else:
         out.print(
             f"{result['schedules']} schedules: {result['violations']} safety violations, "

@@ -34,6 +34,16 @@ def test_a_bench_document_names_its_command_and_the_checkouts_commit(
     assert stamp["cpus"] >= 1 and stamp["load_avg_1m"] >= 0 and stamp["utc"].endswith("Z")
 
 
+def test_a_sim_report_on_stdout_names_its_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ["sim", "--nodes", "30", "--fanout", "5", "--kill", "leaf", "--seed", "2", "--json"]
+    monkeypatch.setattr(sys, "argv", ["/some/venv/bin/hierclust", *argv])
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["mode"] == "sim" and report["notified"] == report["survivors"] == 29
+    assert report["provenance"]["command"] == "hierclust " + " ".join(argv)
+
+
 def test_a_script_in_the_checkout_is_named_as_typed() -> None:
     line = prov.command_line([str(REPO / "bench" / "sim_scale.py"), "--sizes", "1000,10k"])
     assert line == "python bench/sim_scale.py --sizes 1000,10k"
